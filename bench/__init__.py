@@ -1,0 +1,1 @@
+"""Benchmark harness: our API against `mlflow models serve` on the same champion."""

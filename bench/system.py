@@ -1,0 +1,79 @@
+"""What the figures were measured on: the machine, its load and the package versions."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from datetime import UTC, datetime
+from importlib import metadata
+
+import psutil
+
+PACKAGES = (
+    "mlflow",
+    "scikit-learn",
+    "numpy",
+    "pandas",
+    "flask",
+    "gunicorn",
+    "uvicorn",
+    "fastapi",
+    "prometheus-client",
+)
+
+
+def cpu_model() -> str:
+    """Return the CPU model name from /proc/cpuinfo, or the platform's guess."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def wrk_version() -> str:
+    """Return wrk's version line, or 'missing'."""
+    try:
+        done = subprocess.run(["wrk", "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "missing"
+    first = (done.stdout or done.stderr).strip().splitlines()
+    # "wrk debian/4.1.0-3+b2 [epoll] Copyright (C) 2012 Will Glozer" -> "debian/4.1.0-3+b2"
+    words = first[0].split() if first else []
+    return words[1] if len(words) > 1 else "unknown"
+
+
+def machine() -> dict[str, object]:
+    """Return the cores, CPU model, memory and current load of this machine."""
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count() or 0,
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": f"{platform.system()} {platform.release()}",
+    }
+
+
+def load_average() -> list[float]:
+    """Return the 1, 5 and 15 minute load averages."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def versions() -> dict[str, str]:
+    """Return the Python, package and wrk versions in use."""
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "missing"
+    out["wrk"] = wrk_version()
+    return out
+
+
+def now() -> str:
+    """Return the current UTC time, to the minute."""
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
