@@ -1,0 +1,239 @@
+"""The benchmark run, stage by stage: training time, in-process, servers, load, batch, memory."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from bench import load, servers, system, timing, workload
+from penguins.config import PROJECT_DIR
+
+Say = Callable[[str], None]
+
+
+class BenchError(RuntimeError):
+    """The benchmark cannot run or a stage failed; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What to measure and how long."""
+
+    tracking_uri: str
+    model_name: str
+    alias: str
+    train: bool = False
+    servers: tuple[str, ...] = ("ours", "mlflow", "mlflow-1w")
+    duration_s: float = 5.0
+    repeats: int = 2
+    connections: tuple[int, ...] = (1, 8, 32)
+    workers: int = 2
+    wrk_threads: int = 1
+    sizes: tuple[int, ...] = (1, 1000, 10000)
+    batch_rows: int = 10_000
+    batch_repeats: int = 5
+    scrapes: int = 50
+    inprocess_budget_s: float = 1.0
+    warmup_s: float = 2.0
+
+    @property
+    def model_uri(self) -> str:
+        """Return the registry URI both servers load."""
+        return f"models:/{self.model_name}@{self.alias}"
+
+
+def time_training(store_dir: Path) -> tuple[float, str]:
+    """Run `python modelling.py` into a new store; return its wall time and the store URI."""
+    uri = f"sqlite:///{store_dir / 'mlflow.db'}"
+    log_path = store_dir / "modelling.log"
+    command = [sys.executable, "modelling.py", "--tracking-uri", uri]
+    with open(log_path, "wb") as log:
+        started = time.perf_counter()
+        done = subprocess.run(
+            command, cwd=PROJECT_DIR, stdout=log, stderr=subprocess.STDOUT, timeout=600
+        )
+        elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise BenchError(
+            f"python modelling.py exited {done.returncode}:\n{servers.log_tail(log_path)}"
+        )
+    return elapsed, uri
+
+
+def champion(settings: Settings, tracking_uri: str) -> dict[str, str] | None:
+    """Return the champion's version and algorithm in a store, or None when it has none."""
+    # Connecting to a missing SQLite file would create an empty store as a side effect.
+    sqlite = tracking_uri.startswith("sqlite:///")
+    if sqlite and not Path(tracking_uri[len("sqlite:///") :]).is_file():
+        return None
+    from penguins.registry import StoreError, connect, describe_version, get_alias_version
+
+    try:
+        client = connect(tracking_uri)
+        version = get_alias_version(client, settings.model_name, settings.alias)
+    except StoreError as exc:
+        raise BenchError(str(exc)) from exc
+    if version is None:
+        return None
+    described = describe_version(client, version, settings.alias)
+    return {
+        "uri": settings.model_uri,
+        "version": described.version,
+        "algorithm": described.algorithm,
+        "tracking_uri": tracking_uri,
+    }
+
+
+def measure_inprocess(settings: Settings, tracking_uri: str, say: Say) -> dict:
+    """Time predict_proba of the loaded pipeline and of FastPredictor for each batch size."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    pipeline = mlflow.sklearn.load_model(settings.model_uri)
+    frame = workload.rows(max(settings.sizes))
+    say(f"in-process predict_proba for {', '.join(map(str, settings.sizes))} rows")
+    return timing.inprocess(pipeline, frame, settings.sizes, settings.inprocess_budget_s)
+
+
+def one_row_body(name: str, frame) -> str:
+    """Return the body of a one-row prediction request to the named server."""
+    return workload.ours_one(frame) if name == "ours" else workload.mlflow_body(frame.head(1))
+
+
+def check_same_answer(started: dict[str, servers.Server], frame) -> None:
+    """POST the benchmark row to each server once: 200 and the same species, or fail."""
+    species = {}
+    for name, server in started.items():
+        body = one_row_body(name, frame)
+        resp = requests.post(
+            server.spec.url(server.spec.predict_path),
+            data=body,
+            headers={"Content-Type": "application/json"},
+            timeout=30,
+        )
+        if resp.status_code != 200:
+            raise BenchError(f"{name}: first prediction answered {resp.status_code}: {resp.text}")
+        answer = resp.json()
+        species[name] = answer.get("predicted_species") or answer.get("predictions", [None])[0]
+    if len(set(species.values())) > 1:
+        raise BenchError(f"the servers disagree on the benchmark row: {species}")
+
+
+def write_scripts(names, frame, directory: Path) -> dict[str, Path]:
+    """Write the wrk lua script of each server's one-row request."""
+    paths = {}
+    for name in names:
+        paths[name] = directory / f"{name}.lua"
+        paths[name].write_text(load.lua_script(one_row_body(name, frame)))
+    return paths
+
+
+def measure_load(
+    settings: Settings, started: dict[str, servers.Server], scripts: dict[str, Path], say: Say
+) -> tuple[dict, list[dict]]:
+    """Run wrk on every server and concurrency, interleaved, ``repeats`` times."""
+    for name, server in started.items():
+        say(f"warm-up: wrk {settings.warmup_s:.0f} s on {name}")
+        url = server.spec.url(server.spec.predict_path)
+        load.run_wrk(url, scripts[name], 8, settings.warmup_s, settings.wrk_threads, name)
+    results: dict[str, dict[str, list]] = {name: {} for name in started}
+    runs: list[dict] = []
+    for repeat in range(settings.repeats):
+        for c in settings.connections:
+            for name, server in started.items():
+                url = server.spec.url(server.spec.predict_path)
+                result = load.run_wrk(
+                    url, scripts[name], c, settings.duration_s, settings.wrk_threads, name
+                )
+                figures = result.as_dict()
+                results[name].setdefault(str(c), []).append(figures)
+                runs.append({"order": len(runs) + 1, "server": name, "connections": c, **figures})
+                say(
+                    f"  run {repeat + 1}/{settings.repeats} c={c:<3} {name:<7}"
+                    f"{result.rps:>9,.0f} req/s  p50 {result.p50_ms:.2f} ms"
+                    f"  p99 {result.p99_ms:.2f} ms"
+                )
+    return results, runs
+
+
+def measure_batch(settings: Settings, started: dict[str, servers.Server], say: Say) -> dict:
+    """POST the same big batch to each server a few times; return the seconds of each."""
+    frame = workload.rows(settings.batch_rows)
+    out: dict[str, object] = {"rows": settings.batch_rows}
+    for name, server in started.items():
+        body = workload.ours_batch(frame) if name == "ours" else workload.mlflow_body(frame)
+        url = server.spec.url(server.spec.batch_path)
+        say(f"batch: {settings.batch_rows:,} rows x {settings.batch_repeats} to {name}")
+        out[name] = timing.post_timings(url, body, settings.batch_repeats)
+    return out
+
+
+def run(settings: Settings, say: Say = print) -> dict:
+    """Run every stage and return the figures; servers are stopped whatever happens."""
+    figures: dict = {
+        "date": system.now(),
+        "machine": system.machine(),
+        "versions": system.versions(),
+        "load_before": system.load_average(),
+        "settings": {
+            "duration_s": settings.duration_s,
+            "repeats": settings.repeats,
+            "connections": list(settings.connections),
+            "workers": settings.workers,
+            "wrk_threads": settings.wrk_threads,
+            "sizes": list(settings.sizes),
+        },
+    }
+    load.wrk_binary()
+    model = None if settings.train else champion(settings, settings.tracking_uri)
+    if model is None and not settings.train:
+        raise BenchError(
+            f"no {settings.model_uri} in {settings.tracking_uri}: run `python modelling.py` "
+            "first, or pass --train to benchmark a champion trained into a temporary store"
+        )
+    with tempfile.TemporaryDirectory(prefix="penguins-bench-") as tmp, ExitStack() as stack:
+        tmp_dir = Path(tmp)
+        say("timing `python modelling.py` into a temporary store")
+        figures["training_s"], trained_uri = time_training(tmp_dir)
+        say(f"  {figures['training_s']:.1f} s")
+        if model is None:
+            model = champion(settings, trained_uri)
+            if model is None:
+                raise BenchError(f"modelling.py left no {settings.model_uri} in {trained_uri}")
+        figures["model"] = model
+        uri = model["tracking_uri"]
+        figures["inprocess_ms"] = measure_inprocess(settings, uri, say)
+
+        specs = {
+            "ours": lambda: servers.ours(uri, settings.workers, tmp_dir / "predictions.db"),
+            "mlflow": lambda: servers.mlflow_serve(uri, settings.workers, settings.model_uri),
+            "mlflow-1w": lambda: servers.mlflow_serve(uri, 1, settings.model_uri, "mlflow-1w"),
+        }
+        started: dict[str, servers.Server] = {}
+        for name in settings.servers:
+            say(f"starting {name} with {settings.workers} workers")
+            started[name] = stack.enter_context(servers.running(specs[name](), tmp_dir))
+            say(f"  first 200 after {started[name].cold_start_s:.2f} s")
+        figures["cold_start_s"] = {name: s.cold_start_s for name, s in started.items()}
+
+        frame = workload.rows(1)
+        check_same_answer(started, frame)
+        scripts = write_scripts(started, frame, tmp_dir)
+        figures["load"], figures["runs"] = measure_load(settings, started, scripts, say)
+        figures["batch"] = measure_batch(settings, started, say)
+        if "ours" in started:
+            say(f"/metrics: {settings.scrapes} scrapes")
+            scrapes = timing.get_timings(started["ours"].spec.url("/metrics"), settings.scrapes)
+            figures["metrics_scrape_ms"] = [s * 1000 for s in scrapes]
+        figures["memory"] = {name: servers.tree_memory(s) for name, s in started.items()}
+        figures["load_after"] = system.load_average()
+    return figures
