@@ -93,7 +93,7 @@ def connections(figures: dict) -> list[int]:
 def load_median(figures: dict, server: str, conns: int | str, key: str) -> float | None:
     """Return the median of one wrk figure over the repeats of a server and concurrency."""
     runs = figures.get("load", {}).get(server, {}).get(str(conns), [])
-    return median([run[key] for run in runs])
+    return median([run[key] for run in runs if key in run])
 
 
 def batch_rows_per_s(figures: dict, server: str) -> float | None:
@@ -208,8 +208,11 @@ def _load_section(figures: dict) -> list[str]:
     """Return the lines of the one-row request tables (medians over the repeats)."""
     names = servers(figures)
     baselines = [b for b in BASELINES if b in names and "ours" in names]
-    rps_rows, latency_rows = [], []
+    rps_rows, latency_rows, cpu_rows = [], [], []
     for c in connections(figures):
+        cpu_rows.append(
+            [str(c)] + [fmt(load_median(figures, n, c, "cpu_ms_per_request")) for n in names]
+        )
         rps = {n: load_median(figures, n, c, "rps") for n in names}
         rps_rows.append(
             [str(c)]
@@ -236,6 +239,11 @@ def _load_section(figures: dict) -> list[str]:
         "Latency p50 / p99, ms:",
         "",
         *table(["connections", *(label(figures, n) for n in names)], latency_rows),
+        "",
+        "Server CPU per request, ms (user + system time of the whole process tree during the "
+        "run, divided by its requests; 2 cores give at most 2,000 ms of CPU per second):",
+        "",
+        *table(["connections", *(label(figures, n) for n in names)], cpu_rows),
     ]
 
 
@@ -277,6 +285,8 @@ def _serving_section(figures: dict) -> list[str]:
         [f"{rows_n:,}-row batch, median s"] + [fmt(median(batch.get(n)), 3) for n in names],
         [f"{rows_n:,}-row batch, rows/s"] + [fmt(batch_rows_per_s(figures, n)) for n in names],
         ["cold start, spawn to first 200, s"] + [fmt(cold.get(n)) for n in names],
+        ["spawn to every worker loaded and idle, s"]
+        + [fmt(figures.get("settled_s", {}).get(n)) for n in names],
     ]
     for key, name in (("rss_mb", "RSS"), ("pss_mb", "PSS"), ("uss_mb", "USS")):
         rows.append([f"process tree {name}, MB"] + [fmt(memory(figures, n, key), 0) for n in names])
@@ -303,6 +313,29 @@ def _serving_section(figures: dict) -> list[str]:
         "",
         f"`python modelling.py` into a temporary store: {fmt(figures.get('training_s'), 1)} s "
         "wall time, interpreter start to exit.",
+    ]
+
+
+def _profile_section(figures: dict) -> list[str]:
+    """Return the lines of the py-spy breakdown of our one-row /predict, if there is one."""
+    found = figures.get("profile") or {}
+    if not found.get("busy_samples"):
+        return []
+    buckets = [[name, f"{share:.1f} %"] for name, share in found["buckets"].items()]
+    own = [[f"`{frame}`", f"{share:.1f} %"] for frame, share in found["own_code"]]
+    return [
+        "## Where our one-row /predict spends its time (py-spy)",
+        "",
+        f"py-spy sampled every worker for {fmt(found.get('seconds'), 0)} s while wrk sent "
+        f"one-row requests on 1 connection ({fmt(found.get('rps'), 0)} req/s): "
+        f"{found['busy_samples']:,} samples inside request handling. Each sample counts once, "
+        "for the first bucket in this order that one of its frames belongs to.",
+        "",
+        *table(["bucket", "share of request samples"], buckets),
+        "",
+        "Our own functions, share of request samples spent inside them (inclusive):",
+        "",
+        *table(["function (file:line)", "share"], own),
     ]
 
 
@@ -402,7 +435,7 @@ def markdown(figures: dict) -> str:
     found = targets(figures)
     met = sum(t.met is True for t in found)
     measured = sum(t.met is not None for t in found)
-    lines = [
+    intro = [
         "# Benchmarks",
         "",
         f"Our API against `mlflow models serve` on the same champion, measured "
@@ -411,22 +444,20 @@ def markdown(figures: dict) -> str:
         "measured targets met. Regenerate with `make bench`.",
         "",
         "![requests/s, p50 latency and batch rows/s for each server](benchmarks.png)",
-        "",
-        *_targets_section(figures),
-        "",
-        *_load_section(figures),
-        "",
-        *_inprocess_section(figures),
-        "",
-        *_serving_section(figures),
-        "",
-        *_machine_section(figures),
-        "",
-        *_runs_section(figures),
-        "",
-        *NOTES,
     ]
-    return "\n".join(lines) + "\n"
+    sections = [
+        intro,
+        _targets_section(figures),
+        _load_section(figures),
+        _inprocess_section(figures),
+        _serving_section(figures),
+        _profile_section(figures),
+        _machine_section(figures),
+        _runs_section(figures),
+        NOTES,
+    ]
+    lines = [line for section in sections if section for line in [*section, ""]]
+    return "\n".join(lines[:-1]) + "\n"
 
 
 def summary(figures: dict) -> str:

@@ -79,6 +79,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--chart", type=Path, default=PROJECT_DIR / "docs" / "benchmarks.png", help="PNG chart"
     )
+    parser.add_argument(
+        "--no-profile", action="store_true", help="skip the py-spy profile of our /predict"
+    )
     parser.add_argument("--json", type=Path, help="also write the raw figures as JSON here")
     parser.add_argument(
         "--no-write", action="store_true", help="print the figures only; write no files"
@@ -110,6 +113,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         scrapes=20 if args.quick else 50,
         inprocess_budget_s=0.3 if args.quick else 1.0,
         warmup_s=1.0 if args.quick else 2.0,
+        profile_s=0 if args.no_profile else (4.0 if args.quick else 8.0),
     )
 
 

@@ -56,6 +56,7 @@ class Server:
     spec: ServerSpec
     process: subprocess.Popen
     log_path: Path
+    started: float = 0.0
     cold_start_s: float = float("nan")
     pids: set[int] = field(default_factory=set)
 
@@ -120,10 +121,10 @@ def log_tail(path: Path, lines: int = 25) -> str:
         return "(no log)"
 
 
-def wait_ready(server: Server, timeout_s: float, started: float) -> float:
-    """Poll the health route until it answers 200; return seconds since ``started``."""
+def wait_ready(server: Server, timeout_s: float) -> float:
+    """Poll the health route until it answers 200; return seconds since the spawn."""
     url = server.spec.url(server.spec.health_path)
-    deadline = started + timeout_s
+    deadline = server.started + timeout_s
     while time.perf_counter() < deadline:
         if server.process.poll() is not None:
             raise ServerError(
@@ -132,7 +133,7 @@ def wait_ready(server: Server, timeout_s: float, started: float) -> float:
             )
         try:
             if requests.get(url, timeout=1).status_code == 200:
-                return time.perf_counter() - started
+                return time.perf_counter() - server.started
         except requests.RequestException:
             pass
         time.sleep(0.05)
@@ -164,6 +165,35 @@ def tree_memory(server: Server) -> dict[str, float]:
         totals["uss_mb"] += info.uss / 2**20
         totals["processes"] += 1
     return totals
+
+
+def tree_cpu_s(server: Server) -> float:
+    """Return the CPU seconds (user + system) used so far by the server's live processes."""
+    total = 0.0
+    for proc in tree(server.process.pid):
+        try:
+            times = proc.cpu_times()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        total += times.user + times.system
+    return total
+
+
+def settle(server: Server, timeout_s: float = 90.0, window_s: float = 0.5) -> float:
+    """Wait until the tree idles (every worker done loading); return seconds since spawn.
+
+    The first 200 comes from the first ready worker; the others may still be loading
+    the model, and measuring then would charge their start-up to the load runs.
+    """
+    deadline = time.perf_counter() + timeout_s
+    before = tree_cpu_s(server)
+    while time.perf_counter() < deadline:
+        time.sleep(window_s)
+        after = tree_cpu_s(server)
+        if after - before < 0.1 * window_s:
+            return time.perf_counter() - server.started - window_s
+        before = after
+    raise ServerError(f"{server.spec.name} was still busy {timeout_s:.0f} s after its first 200")
 
 
 def stop(server: Server, grace_s: float = 10.0) -> None:
@@ -208,9 +238,9 @@ def running(spec: ServerSpec, log_dir: Path, timeout_s: float = 120.0) -> Iterat
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    server = Server(spec=spec, process=process, log_path=log_path)
+    server = Server(spec=spec, process=process, log_path=log_path, started=started)
     try:
-        server.cold_start_s = wait_ready(server, timeout_s, started)
+        server.cold_start_s = wait_ready(server, timeout_s)
         yield server
     finally:
         stop(server)

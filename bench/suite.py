@@ -13,7 +13,7 @@ from pathlib import Path
 
 import requests
 
-from bench import load, servers, system, timing, workload
+from bench import load, profile, servers, system, timing, workload
 from penguins.config import PROJECT_DIR
 
 Say = Callable[[str], None]
@@ -43,6 +43,7 @@ class Settings:
     scrapes: int = 50
     inprocess_budget_s: float = 1.0
     warmup_s: float = 2.0
+    profile_s: float = 8.0  # 0: no profile
 
     @property
     def model_uri(self) -> str:
@@ -151,14 +152,16 @@ def measure_load(
         for c in settings.connections:
             for name, server in started.items():
                 url = server.spec.url(server.spec.predict_path)
+                cpu_before = servers.tree_cpu_s(server)
                 result = load.run_wrk(
                     url, scripts[name], c, settings.duration_s, settings.wrk_threads, name
                 )
-                figures = result.as_dict()
+                cpu = servers.tree_cpu_s(server) - cpu_before
+                figures = {**result.as_dict(), "cpu_ms_per_request": cpu / result.requests * 1000}
                 results[name].setdefault(str(c), []).append(figures)
                 runs.append({"order": len(runs) + 1, "server": name, "connections": c, **figures})
                 say(
-                    f"  run {repeat + 1}/{settings.repeats} c={c:<3} {name:<7}"
+                    f"  run {repeat + 1}/{settings.repeats} c={c:<3} {name:<10}"
                     f"{result.rps:>9,.0f} req/s  p50 {result.p50_ms:.2f} ms"
                     f"  p99 {result.p99_ms:.2f} ms"
                 )
@@ -175,6 +178,32 @@ def measure_batch(settings: Settings, started: dict[str, servers.Server], say: S
         say(f"batch: {settings.batch_rows:,} rows x {settings.batch_repeats} to {name}")
         out[name] = timing.post_timings(url, body, settings.batch_repeats)
     return out
+
+
+def measure_profile(settings: Settings, server: servers.Server, script: Path, say: Say) -> dict:
+    """Sample the server's workers with py-spy during one-connection wrk; {} if unable."""
+    if profile.py_spy() is None:
+        say("py-spy is not installed (pip install -r requirements-dev.txt): no profile")
+        return {}
+    say(f"profile: py-spy on {server.spec.name} for {settings.profile_s:.0f} s at 1 connection")
+    out = server.log_path.with_name(f"profile-{server.spec.name}.txt")
+    recorder = profile.start_recording(server.process.pid, settings.profile_s, out)
+    try:
+        url = server.spec.url(server.spec.predict_path)
+        result = load.run_wrk(url, script, 1, settings.profile_s + 1, 1, "profile")
+    finally:
+        try:
+            _, stderr = recorder.communicate(timeout=settings.profile_s + 30)
+        except subprocess.TimeoutExpired:
+            recorder.kill()
+            stderr = "py-spy did not finish"
+    if recorder.returncode != 0 or not out.is_file():
+        say(f"py-spy failed ({recorder.returncode}): {stderr.strip()[-300:]}; no profile")
+        return {}
+    found = profile.breakdown(profile.parse_folded(out.read_text()))
+    found["rps"] = result.rps
+    found["seconds"] = settings.profile_s
+    return found
 
 
 def run(settings: Settings, say: Say = print) -> dict:
@@ -219,11 +248,17 @@ def run(settings: Settings, say: Say = print) -> dict:
             "mlflow-1w": lambda: servers.mlflow_serve(uri, 1, settings.model_uri, "mlflow-1w"),
         }
         started: dict[str, servers.Server] = {}
+        figures["cold_start_s"], figures["settled_s"] = {}, {}
         for name in settings.servers:
-            say(f"starting {name} with {settings.workers} workers")
-            started[name] = stack.enter_context(servers.running(specs[name](), tmp_dir))
-            say(f"  first 200 after {started[name].cold_start_s:.2f} s")
-        figures["cold_start_s"] = {name: s.cold_start_s for name, s in started.items()}
+            say(f"starting {name}")
+            server = started[name] = stack.enter_context(servers.running(specs[name](), tmp_dir))
+            # One at a time, each idle before the next starts: no start-up overlaps another.
+            figures["cold_start_s"][name] = server.cold_start_s
+            figures["settled_s"][name] = servers.settle(server)
+            say(
+                f"  first 200 after {server.cold_start_s:.2f} s, "
+                f"every worker idle after {figures['settled_s'][name]:.2f} s"
+            )
 
         frame = workload.rows(1)
         check_same_answer(started, frame)
@@ -235,5 +270,7 @@ def run(settings: Settings, say: Say = print) -> dict:
             scrapes = timing.get_timings(started["ours"].spec.url("/metrics"), settings.scrapes)
             figures["metrics_scrape_ms"] = [s * 1000 for s in scrapes]
         figures["memory"] = {name: servers.tree_memory(s) for name, s in started.items()}
+        if "ours" in started and settings.profile_s > 0:
+            figures["profile"] = measure_profile(settings, started["ours"], scripts["ours"], say)
         figures["load_after"] = system.load_average()
     return figures

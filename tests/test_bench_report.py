@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from bench import report
+from bench import profile, report
 from bench.load import MARKER, LoadError, WrkResult, check, lua_script, parse_wrk_output
 
 WRK_STDOUT = """Running 5s test @ http://127.0.0.1:40123/predict
@@ -62,7 +62,10 @@ def test_lua_script_posts_the_body_verbatim_and_reports_when_done():
 def _runs(rps: float, p50: float) -> list[dict]:
     """Two wrk runs around the given figures, as the suite stores them."""
     return [
-        WrkResult(100, 1.0, rps * k, p50 * k, p50, p50 * 2, p50, p50 * 3, 0, 0).as_dict()
+        {
+            **WrkResult(100, 1.0, rps * k, p50 * k, p50, p50 * 2, p50, p50 * 3, 0, 0).as_dict(),
+            "cpu_ms_per_request": 1000 / rps,
+        }
         for k in (0.9, 1.1)
     ]
 
@@ -99,6 +102,14 @@ FIGURES = {
     ],
     "batch": {"rows": 10000, "ours": [0.05, 0.04, 0.06], "mlflow": [0.1, 0.1, 0.1]},
     "metrics_scrape_ms": [1.0, 2.0, 3.0],
+    "profile": {
+        "samples": 1000,
+        "busy_samples": 900,
+        "seconds": 8,
+        "rps": 400.0,
+        "buckets": {"model: predict_proba": 60.0, "gunicorn: sockets": 40.0},
+        "own_code": [["predict (penguins/api.py:233)", 95.0]],
+    },
     "memory": {
         "ours": {"rss_mb": 500.0, "pss_mb": 300.0, "uss_mb": 250.0, "processes": 3},
         "mlflow": {"rss_mb": 900.0, "pss_mb": 650.0, "uss_mb": 600.0, "processes": 5},
@@ -129,6 +140,9 @@ def test_markdown_holds_every_section_figure_and_ratio():
     assert "| process tree PSS, MB | 300 | 650 | n/a |" in text
     assert "Test CPU, 2 cores" in text
     assert "0.10, 0.20, 0.30 / 1.00, 0.50, 0.40" in text
+    assert "| 8 | 0.33 | 10.00 | 6.67 |" in text  # CPU ms per request
+    assert "| model: predict_proba | 60.0 % |" in text
+    assert "| `predict (penguins/api.py:233)` | 95.0 % |" in text
     assert "**missed**" in text
     assert "benchmarks.png" in text
 
@@ -153,3 +167,26 @@ def test_chart_is_a_png(tmp_path):
     path = tmp_path / "chart.png"
     report.chart(FIGURES, path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+FOLDED = """\
+process 1:"python ml_serving.py";<module> (ml_serving.py:9);Arbiter.run (gunicorn/arbiter.py:1) 50
+process 1:"m";process 2:"w";SyncWorker.handle (gunicorn/workers/sync.py:1);\
+wsgi_app (flask/app.py:1);predict (penguins/api.py:3);predict_proba (penguins/fastpath.py:5) 30
+process 1:"m";process 2:"w";SyncWorker.handle (gunicorn/workers/sync.py:1);\
+wsgi_app (flask/app.py:1);predict (penguins/api.py:3);record (penguins/predlog.py:7);\
+execute (sqlite3/dbapi2.py:1) 10
+process 1:"m";process 2:"w";SyncWorker.handle (gunicorn/workers/sync.py:1);\
+Request.parse (gunicorn/http/message.py:2) 10
+"""
+
+
+def test_profile_breakdown_counts_only_request_samples_once_each():
+    found = profile.breakdown(profile.parse_folded(FOLDED))
+    assert (found["samples"], found["busy_samples"]) == (100, 50)
+    assert found["buckets"] == {
+        "model: predict_proba": 60.0,
+        "prediction log (SQLite)": 20.0,
+        "gunicorn: sockets, HTTP parsing, worker loop": 20.0,
+    }
+    assert dict(found["own_code"])["predict (penguins/api.py:3)"] == 80.0
