@@ -33,6 +33,9 @@ OTHER = "other"
 OWN_CODE = re.compile(r"\((ml_serving\.py|penguins/[^:]+|[^)]*/penguins/[^:]+):\d+\)")
 
 
+_LINE = re.compile(r":\d+\)$")
+
+
 class ProfileError(RuntimeError):
     """py-spy is missing or could not record."""
 
@@ -90,9 +93,12 @@ def breakdown(stacks: list[tuple[list[str], int]]) -> dict[str, object]:
     own: Counter[str] = Counter()
     for frames, n in busy:
         buckets[bucket_of(frames)] += n
-        for frame in {f for f in frames if OWN_CODE.search(f)}:
-            own[frame] += n
+        # By function, whatever the line: "predict (penguins/api.py:237)" -> "... api.py)".
+        for function in {_LINE.sub(")", f) for f in frames if OWN_CODE.search(f)}:
+            own[function] += n
     share = {k: 100 * v / total for k, v in buckets.most_common()} if total else {}
-    hottest = [(frame, 100 * n / total) for frame, n in own.most_common(12)] if total else []
+    # Entry points under every sample (main, the gunicorn app) say nothing: leave them out.
+    informative = [(f, n) for f, n in own.most_common() if n < total]
+    hottest = [(f, 100 * n / total) for f, n in informative[:12]] if total else []
     samples = sum(n for _, n in stacks)
     return {"samples": samples, "busy_samples": total, "buckets": share, "own_code": hottest}

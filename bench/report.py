@@ -493,6 +493,7 @@ def summary(figures: dict) -> str:
 def chart(figures: dict, path: Path) -> None:
     """Draw req/s and p50 latency by concurrency for each server, and batch rows/s."""
     from matplotlib.figure import Figure  # no pyplot: no display, no global state
+    from matplotlib.ticker import FuncFormatter
 
     names = servers(figures)
     conns = connections(figures)
@@ -525,6 +526,12 @@ def chart(figures: dict, path: Path) -> None:
         [n.replace(" (", "\n(") for n, _, _ in bars_spec], values, color=[c for *_, c in bars_spec]
     )
     batch_ax.bar_label(bars, labels=[f"{v:,.0f}" for v in values], fontsize=7)
+    batch_ax.axhline(TARGET_BATCH_ROWS_S, color="grey", linestyle="--", linewidth=1)
+    batch_ax.annotate(
+        f"target {TARGET_BATCH_ROWS_S:,} rows/s", (-0.4, TARGET_BATCH_ROWS_S * 1.02), fontsize=7
+    )
+    batch_ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    rps_ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
     batch_ax.tick_params(axis="x", labelsize=7)
     batch_ax.set_title(f"{rows_n:,}-row batch, rows/s")
     fig.suptitle(f"penguins API vs mlflow models serve, {figures.get('date', '')}")

@@ -189,4 +189,8 @@ def test_profile_breakdown_counts_only_request_samples_once_each():
         "prediction log (SQLite)": 20.0,
         "gunicorn: sockets, HTTP parsing, worker loop": 20.0,
     }
-    assert dict(found["own_code"])["predict (penguins/api.py:3)"] == 80.0
+    assert found["own_code"] == [
+        ("predict (penguins/api.py)", 80.0),
+        ("predict_proba (penguins/fastpath.py)", 60.0),
+        ("record (penguins/predlog.py)", 20.0),
+    ]
