@@ -227,12 +227,16 @@ def stop(server: Server, grace_s: float = 10.0) -> None:
 def running(spec: ServerSpec, log_dir: Path, timeout_s: float = 120.0) -> Iterator[Server]:
     """Start a server, wait for its first 200 (its cold start) and stop it on exit."""
     log_path = log_dir / f"{spec.name}.log"
+    # Whatever a server leaves in its temporary folder (mlflow's model download, metric
+    # files) goes with the harness's own temporary folder, even if the server is killed.
+    tmp = log_dir / f"tmp-{spec.name}"
+    tmp.mkdir(exist_ok=True)
     with open(log_path, "wb") as log:
         started = time.perf_counter()
         process = subprocess.Popen(
             spec.command,
             cwd=PROJECT_DIR,
-            env=spec.env,
+            env={**spec.env, "TMPDIR": str(tmp)},
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
