@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all setup run train serve exporter traffic test lint format mlflow-ui clean
+.PHONY: all setup run train serve exporter traffic test lint format mlflow-ui bench clean
 
 all: run
 
@@ -54,6 +54,10 @@ format: setup
 ## mlflow-ui: browse runs and the registry on http://localhost:5001
 mlflow-ui: setup
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5001
+
+## bench: our API vs mlflow models serve on the champion -> docs/BENCHMARKS.md (needs wrk)
+bench: setup
+	$(PY) bench/run.py $(BENCH_FLAGS)
 
 ## clean: remove local stores and caches (not the virtualenv)
 clean:
