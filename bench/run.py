@@ -127,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    # Started in the background by a non-interactive shell, SIGINT arrives ignored; restore
+    # Ctrl-C's KeyboardInterrupt so that an interrupt always stops the servers.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         figures = run(settings_from(args), log.info)
     except (BenchError, LoadError, ServerError, CallError) as exc:
@@ -135,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.error("interrupted; every started process was stopped")
         return 130
+    except SystemExit as exc:  # SIGTERM, after the finally blocks stopped the servers
+        log.error("terminated; every started process was stopped")
+        return exc.code if isinstance(exc.code, int) else 1
     log.info("\n%s", report.summary(figures))
     if args.no_write:
         return 0
