@@ -32,9 +32,9 @@ SCRIPTS = ("ml_serving.py", "prometheus_exporter.py", "inference.py")
 # invalid requests (4xx), then drifted inputs (PSI needs 200 inputs; above 0.2 it puts
 # MLFeatureDrift in pending, so ALERTS has a series).
 TRAFFIC_RUNS = (
-    ("--count", "300", "--feedback", "1.0"),
-    ("--count", "30", "--invalid", "0.5"),
-    ("--count", "300", "--drift"),
+    ("--count", "200", "--feedback-share", "1.0"),
+    ("--count", "40", "--invalid-share", "0.5"),
+    ("--count", "200", "--drift"),
 )
 # Long enough for the recording rules to see the traffic, short enough for the suite.
 DATA_TIMEOUT = 60.0
@@ -69,10 +69,10 @@ class Stack:
 
 def start(name: str, cmd: list[str], logs: Path, env: dict[str, str]) -> subprocess.Popen:
     """Start a process in its own session, its output in ``logs/name.log``."""
-    log = (logs / f"{name}.log").open("wb")
-    return subprocess.Popen(
-        cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    with (logs / f"{name}.log").open("wb") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -107,7 +107,8 @@ def prometheus_config(targets: dict[str, str]) -> dict:
 
 def run_traffic(stack: Stack, *args: str) -> None:
     """Run inference.py against the API and fail with its output if it fails."""
-    cmd = [sys.executable, "inference.py", "--url", stack.api, *args]
+    cmd = [sys.executable, "inference.py", "--url", stack.api, "--rate", "0", "--seed", "7"]
+    cmd += ["--no-progress", *args]
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, f"{cmd} failed:\n{result.stdout}\n{result.stderr}"
 
