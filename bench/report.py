@@ -367,6 +367,11 @@ def _machine_section(figures: dict) -> list[str]:
         ["memory", f"{machine.get('memory_gb', NA)} GB"],
         ["OS", str(machine.get("os", NA))],
         ["load average 1/5/15 min, before / after", f"{_loads(before)} / {_loads(after)}"],
+        [
+            "CPU busy with other work, 1 s before / after the run",
+            f"{fmt(figures.get('cpu_busy_before'), 0)} % / "
+            f"{fmt(figures.get('cpu_busy_after'), 0)} %",
+        ],
         ["Python", versions.get("python", NA)],
         ["packages", packages or NA],
         [

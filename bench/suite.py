@@ -149,8 +149,13 @@ def measure_load(
     results: dict[str, dict[str, list]] = {name: {} for name in started}
     runs: list[dict] = []
     for repeat in range(settings.repeats):
+        # Who goes first alternates between repeats, so a drift in the machine's load
+        # does not always favour the same server.
+        order = list(started.items())
+        if repeat % 2:
+            order.reverse()
         for c in settings.connections:
-            for name, server in started.items():
+            for name, server in order:
                 url = server.spec.url(server.spec.predict_path)
                 cpu_before = servers.tree_cpu_s(server)
                 result = load.run_wrk(
@@ -213,6 +218,7 @@ def run(settings: Settings, say: Say = print) -> dict:
         "machine": system.machine(),
         "versions": system.versions(),
         "load_before": system.load_average(),
+        "cpu_busy_before": system.cpu_busy(),
         "settings": {
             "duration_s": settings.duration_s,
             "repeats": settings.repeats,
@@ -273,4 +279,6 @@ def run(settings: Settings, say: Say = print) -> dict:
         if "ours" in started and settings.profile_s > 0:
             figures["profile"] = measure_profile(settings, started["ours"], scripts["ours"], say)
         figures["load_after"] = system.load_average()
+    # With every server stopped: what the rest of the machine was doing at the end.
+    figures["cpu_busy_after"] = system.cpu_busy()
     return figures

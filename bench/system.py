@@ -62,6 +62,11 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def cpu_busy(seconds: float = 1.0) -> float:
+    """Return the whole machine's CPU use in percent over the next ``seconds``."""
+    return psutil.cpu_percent(interval=seconds)
+
+
 def versions() -> dict[str, str]:
     """Return the Python, package and wrk versions in use."""
     out = {"python": platform.python_version()}
