@@ -335,7 +335,7 @@ def _profile_section(figures: dict) -> list[str]:
         "",
         "Our own functions, share of request samples spent inside them (inclusive):",
         "",
-        *table(["function (file:line)", "share"], own),
+        *table(["function (file)", "share"], own),
     ]
 
 
