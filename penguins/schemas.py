@@ -7,6 +7,7 @@ Bounds and codes come from :mod:`penguins.features`, the one place they live.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
@@ -74,8 +75,9 @@ def _name_checker(kind: str, codes: dict[str, int]):
         if name is None:
             raise PydanticCustomError(
                 "unknown_name",
-                "unknown {kind} '{value}'; expected one of {expected} (any case)",
-                {"kind": kind, "value": value[:50], "expected": expected},
+                "unknown {kind} {value}; expected one of {expected} (any case)",
+                # Quoted as JSON: escapes anything unprintable (lone surrogates, NULs).
+                {"kind": kind, "value": json.dumps(value[:50]), "expected": expected},
             )
         return name
 

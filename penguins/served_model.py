@@ -22,11 +22,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from penguins.config import DEFAULT_DATA_PATH
 from penguins.features import CATEGORICAL_FEATURES, FEATURES, SPECIES, TARGET, load_dataset
 from penguins.metrics import ServingMetrics
 from penguins.registry import (
+    ALGORITHM_TAG,
     ModelDescription,
     connect,
     describe_version,
@@ -135,7 +137,18 @@ class ModelSource:
                 return None
         else:
             version = client.get_model_version(name, match["version"])
-        description = describe_version(client, version, match["alias"])
+        try:
+            description = describe_version(client, version, match["alias"])
+        except MlflowException as exc:  # e.g. its run was deleted: serve it all the same
+            log.warning("no run details for %s v%s: %s", name, version.version, exc)
+            description = ModelDescription(
+                name=name,
+                version=str(version.version),
+                alias=match["alias"],
+                run_id=version.run_id,
+                algorithm=version.tags.get(ALGORITHM_TAG, "unknown"),
+                metrics={},
+            )
         return description, client.get_model_version_download_uri(name, version.version)
 
 
