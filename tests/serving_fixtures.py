@@ -68,17 +68,22 @@ def store_client(tracking_uri: str):
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
-def champion_source(tracking_uri: str, name: str = "penguins-classifier") -> tuple[str, dict]:
-    """Return the champion's artifact location and tags: enough to register it elsewhere."""
+def champion_source(tracking_uri: str, name: str = "penguins-classifier") -> dict:
+    """Return the champion's artifact location, tags and run: enough to register it again."""
     client = store_client(tracking_uri)
     version = client.get_model_version_by_alias(name, "champion")
-    return client.get_model_version_download_uri(name, version.version), dict(version.tags)
+    return {
+        "source": client.get_model_version_download_uri(name, version.version),
+        "tags": dict(version.tags),
+        "run_id": version.run_id,
+    }
 
 
 def register_version(
     tracking_uri: str,
     source: str,
     tags: dict | None = None,
+    run_id: str | None = None,
     name: str = "penguins-classifier",
     promote: bool = True,
 ) -> str:
@@ -86,7 +91,8 @@ def register_version(
     client = store_client(tracking_uri)
     if not client.search_registered_models(filter_string=f"name = '{name}'"):
         client.create_registered_model(name)
-    version = client.create_model_version(name, source=source, tags=tags or {}).version
+    version = client.create_model_version(name, source=source, run_id=run_id, tags=tags or {})
+    version = version.version
     if promote:
         client.set_registered_model_alias(name, "champion", version)
     return str(version)
