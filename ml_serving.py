@@ -9,6 +9,7 @@ import argparse
 import logging
 import os
 import sys
+from typing import NoReturn
 
 from penguins.config import (
     DEFAULT_MODEL_ALIAS,
@@ -112,6 +113,19 @@ def run_debug(args: argparse.Namespace) -> int:
     return 0
 
 
+def exit_worker(code: int) -> NoReturn:
+    """End a forked worker at once, as forked children should (multiprocessing does too).
+
+    gunicorn ends workers with sys.exit, which would unwind through the master's
+    code (see main) and then tear down the whole module graph, a second or more per
+    worker. By now the worker has closed its prediction log; metrics live in files.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Start the server and block until it stops; return the exit code."""
     args = parse_args(argv)
@@ -127,17 +141,18 @@ def main(argv: list[str] | None = None) -> int:
     from penguins.server import (
         GunicornServer,
         gunicorn_options,
+        preload,
         prepare_metrics_dir,
+        prepare_store,
         remove_metrics_dir,
     )
 
     metrics_dir, ours = prepare_metrics_dir()  # before anything imports prometheus_client
+    master = os.getpid()
     try:
-        # Import the heavy modules once in the master, so forked workers start quickly.
-        import mlflow.sklearn  # noqa: F401
-
-        import penguins.api  # noqa: F401
-
+        preload()  # heavy imports once, in the master: workers boot quickly
+        if not prepare_store(args.tracking_uri):
+            log.warning("store %s not usable yet; workers keep trying", args.tracking_uri)
         log.info(
             "serving on http://%s:%d with %d workers; metrics in %s",
             args.host,
@@ -148,9 +163,14 @@ def main(argv: list[str] | None = None) -> int:
         options = gunicorn_options(args.host, args.port, args.workers, args.access_log)
         GunicornServer(options, app_config(args)).run()
     except SystemExit as exc:  # gunicorn ends with sys.exit, on a clean stop too
-        return exc.code if isinstance(exc.code, int) else 1
+        code = exc.code if isinstance(exc.code, int) else 1
+        if os.getpid() != master:
+            exit_worker(code)
+        return code
     finally:
-        if ours:
+        # Workers are forked inside run() and leave it through here too: only the
+        # master may remove the directory, or one worker's exit wipes everyone's metrics.
+        if ours and os.getpid() == master:
             remove_metrics_dir(metrics_dir)
     return 0
 
