@@ -405,7 +405,7 @@ def promote(
     if moved:
         client.set_registered_model_alias(model_name, alias, version)
     client.set_model_version_tag(model_name, version, "promotion", "promoted" if moved else "kept")
-    return Promotion(str(version), moved, reason, current.version if current else None)
+    return Promotion(str(version), moved, reason, str(current.version) if current else None)
 
 
 def artifact_root(tracking_uri: str) -> str | None:
