@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from penguins.config import DEFAULT_DATA_PATH
@@ -43,6 +44,8 @@ _DTYPES = {name: ("int64" if name in CATEGORICAL_FEATURES else "float64") for na
 # with each failure up to MAX_RETRY_SECONDS: a broken version costs a log line and a
 # counter now and then, not a load every few seconds.
 MAX_RETRY_SECONDS = 600.0
+# The version label of a model served from outside the registry (runs:/..., a path).
+UNREGISTERED = "unregistered"
 
 
 class ModelLoadError(RuntimeError):
@@ -109,6 +112,14 @@ def smoke_test(pipeline: object, rows: Sequence[Sequence[float | int]]) -> tuple
 
 
 @dataclass(frozen=True)
+class Target:
+    """What a model URI points at now: a registry version, or a URI outside the registry."""
+
+    version: str
+    registered: ModelVersion | None = None
+
+
+@dataclass(frozen=True)
 class ModelSource:
     """Where the model comes from: an MLflow model URI and the tracking store behind it."""
 
@@ -121,41 +132,47 @@ class ModelSource:
         match = _REGISTRY_URI.match(self.uri)
         return match["alias"] if match else None
 
-    def resolve(self, client: Callable[[], MlflowClient]) -> tuple[ModelDescription, str] | None:
-        """Return what the URI points at now and the URI to load it from; None if nothing.
+    def resolve(self, client: Callable[[], MlflowClient]) -> Target | None:
+        """Return the version the URI points at now (one cheap query), or None if nothing.
 
         ``client`` is called only for registry URIs, to get a client of the store.
         """
         match = _REGISTRY_URI.match(self.uri)
         if match is None:  # runs:/..., a path: not in the registry, never moves
-            return _unregistered(self.uri), self.uri
-        client = client()
-        name = match["name"]
+            return Target(UNREGISTERED)
         if match["alias"]:
-            version = get_alias_version(client, name, match["alias"])
-            if version is None:
-                return None
-        else:
-            version = client.get_model_version(name, match["version"])
+            version = get_alias_version(client(), match["name"], match["alias"])
+            return None if version is None else Target(str(version.version), version)
+        version = client().get_model_version(match["name"], match["version"])
+        return Target(str(version.version), version)
+
+    def describe(
+        self, client: Callable[[], MlflowClient], target: Target
+    ) -> tuple[ModelDescription, str]:
+        """Return what the API says about a target and the URI to load it from."""
+        version = target.registered
+        if version is None:
+            return _unregistered(self.uri), self.uri
+        store = client()
         try:
-            description = describe_version(client, version, match["alias"])
+            description = describe_version(store, version, self.alias)
         except MlflowException as exc:  # e.g. its run was deleted: serve it all the same
-            log.warning("no run details for %s v%s: %s", name, version.version, exc)
+            log.warning("no run details for %s v%s: %s", version.name, version.version, exc)
             description = ModelDescription(
-                name=name,
+                name=version.name,
                 version=str(version.version),
-                alias=match["alias"],
+                alias=self.alias,
                 run_id=version.run_id,
                 algorithm=version.tags.get(ALGORITHM_TAG, "unknown"),
                 metrics={},
             )
-        return description, client.get_model_version_download_uri(name, version.version)
+        return description, store.get_model_version_download_uri(version.name, version.version)
 
 
 def _unregistered(uri: str) -> ModelDescription:
     """Describe a model that is not in the registry."""
     return ModelDescription(
-        name=uri, version="unregistered", alias=None, run_id=None, algorithm="unknown", metrics={}
+        name=uri, version=UNREGISTERED, alias=None, run_id=None, algorithm="unknown", metrics={}
     )
 
 
@@ -220,17 +237,22 @@ class ModelManager:
                 return "unreachable"
             if target is None:
                 return "missing"
-            description, load_uri = target
-            if self.current is not None and self.current.version == description.version:
+            if self.current is not None and self.current.version == target.version:
                 return "unchanged"
-            return self._try_swap(description, load_uri, attempt_counts)
+            return self._try_swap(target, attempt_counts)
 
-    def _try_swap(self, description: ModelDescription, load_uri: str, counted: bool) -> str:
+    def _try_swap(self, target: Target, counted: bool) -> str:
         """Load a new version beside the current one and swap it in if it passes."""
-        version = description.version
+        version = target.version
         failures, retry_at = self._failures.get(version, (0, 0.0))
         if failures and self._clock() < retry_at:
             return "waiting"
+        try:
+            description, load_uri = self.source.describe(self._store, target)
+        except Exception as exc:  # the store failed between two queries: try next time
+            self._client = None
+            log.warning("cannot describe %s v%s: %s", self.source.uri, version, exc)
+            return "unreachable"
         try:
             new = load(self.source, description, load_uri)
         except ModelLoadError as exc:

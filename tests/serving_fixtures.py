@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -201,10 +202,18 @@ class ServingProcess:
         except TimeoutError as exc:
             raise AssertionError(f"{exc}\n--- server log ---\n{self.output()}") from None
 
-    def output(self) -> str:
-        """Return what the server printed so far."""
+    def output(self, tail: int = 20_000) -> str:
+        """Return the end of what the server printed so far."""
         self._log.flush()
-        return self.log_path.read_text(errors="replace")[-5000:]
+        return self.log_path.read_text(errors="replace")[-tail:]
+
+    def wait_for_log(self, text: str, count: int, timeout: float = 60.0) -> None:
+        """Wait until ``text`` appears ``count`` times in the output (once per worker, say)."""
+        deadline = time.monotonic() + timeout
+        while self.log_path.read_text(errors="replace").count(text) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not seen {count} times:\n{self.output()}")
+            time.sleep(0.1)
 
     def metrics(self) -> dict[tuple[str, tuple], float]:
         """Scrape /metrics and return {(sample name, sorted labels): value}."""

@@ -264,6 +264,8 @@ def test_champion_swap_under_load_fails_nothing_and_refuses_a_broken_version(
         workers=WORKERS,
     )
     server.wait_ready()
+    # Every worker has booted on v1: so each one's move to v2 counts as a reload.
+    server.wait_for_log("serving penguins-classifier v1", WORKERS)
     good = champion_source(store_copy)
     load = Load(server.url)
     try:
@@ -336,6 +338,7 @@ def test_starts_without_a_champion_then_serves_it_when_one_appears(
         workers=WORKERS,
     )
     health = server.wait_ready(ok=(503,))
+    server.wait_for_log("answering 503 until one appears", WORKERS)  # every worker booted
     assert health.json() == {"status": "unhealthy", "model_loaded": False, "model_version": None}
     resp = requests.post(f"{server.url}/predict", json=SAMPLE, timeout=TIMEOUT)
     assert resp.status_code == 503
@@ -350,7 +353,7 @@ def test_starts_without_a_champion_then_serves_it_when_one_appears(
 
     deadline = time.monotonic() + 20
     while not every_worker_serves():
-        assert time.monotonic() < deadline, "not every worker picked the champion up"
+        assert time.monotonic() < deadline, f"not every worker serves it:\n{server.output()}"
         time.sleep(0.2)
     for _ in range(2 * WORKERS):
         resp = requests.post(f"{server.url}/predict", json=SAMPLE, timeout=TIMEOUT)
