@@ -32,6 +32,7 @@ pytestmark = pytest.mark.integration
 
 WORKERS = 2
 TIMEOUT = 10  # seconds per HTTP request
+API = "http://localhost:5000"  # where the README's examples send
 
 
 def value(metrics: dict, name: str, **labels: str) -> float:
@@ -173,12 +174,12 @@ def _examples_file() -> Path:
 
 
 def curl_examples(text: str) -> list[list[str]]:
-    """Return the argument lists of the curl commands in the ```bash blocks of a text."""
+    """Return the API's curl commands (to localhost:5000) in the ```bash blocks of a text."""
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
         joined = block.replace("\\\n", " ")
         commands += [shlex.split(line) for line in joined.splitlines() if line.startswith("curl")]
-    return commands
+    return [args for args in commands if any(a.startswith(API) for a in args)]
 
 
 def send_curl(args: list[str], base_url: str) -> requests.Response:
@@ -197,9 +198,9 @@ def send_curl(args: list[str], base_url: str) -> requests.Response:
             url = arg
         else:
             assert arg in ("-s", "-i", "--silent", "--include", "-sS", "-S"), f"unknown {arg}"
-    assert url and url.startswith("http://localhost:5000"), url
+    assert url and url.startswith(API), url
     method = method or ("POST" if data is not None else "GET")
-    target = base_url + url[len("http://localhost:5000") :]
+    target = base_url + url[len(API) :]
     return requests.request(method, target, headers=headers, data=data, timeout=TIMEOUT)
 
 
@@ -208,7 +209,7 @@ def test_the_readme_curl_examples_work_as_written(api_server):
     paths = set()
     for args in examples:
         resp = send_curl(args, api_server.url)
-        path = next(a for a in args if a.startswith("http"))[len("http://localhost:5000") :]
+        path = next(a for a in args if a.startswith(API))[len(API) :]
         paths.add(path)
         if path == "/feedback":  # its id cannot exist yet: a 404 proves the body is valid
             assert resp.status_code == 404, resp.text
@@ -399,6 +400,26 @@ def test_bad_flags_exit_with_usage(argv, capsys):
         ml_serving.parse_args(argv)
     assert exc.value.code == 2
     assert "usage" in capsys.readouterr().err
+
+
+def test_flask_debug_1_runs_the_debugger_in_one_process(monkeypatch):
+    import ml_serving
+    import penguins.api
+
+    runs = []
+
+    class App:
+        """Stands in for the Flask app: records how it would be run."""
+
+        def run(self, host, port, **options):
+            """Record the call instead of serving."""
+            runs.append((host, port, options))
+
+    monkeypatch.setattr(penguins.api, "create_app", lambda config: App())
+    monkeypatch.setenv("FLASK_DEBUG", "1")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///unused.db")  # main sets it; restored
+    assert ml_serving.main(["--host", "127.0.0.1", "--port", "5999"]) == 0
+    assert runs == [("127.0.0.1", 5999, {"debug": True, "use_reloader": False})]
 
 
 def test_the_feedback_example_uses_a_well_formed_id():
