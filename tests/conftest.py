@@ -8,6 +8,16 @@ from pathlib import Path
 import pytest
 
 from penguins.config import DEFAULT_MODEL_ALIAS, DEFAULT_MODEL_NAME, PROJECT_DIR
+from tests.serving_fixtures import (  # noqa: F401 - fixtures of the prediction API
+    app,
+    client,
+    empty_store,
+    make_app,
+    metrics_registry,
+    serve,
+    serving_state,
+    store_copy,
+)
 
 DATA_PATH = PROJECT_DIR / "data" / "penguins.csv"
 

@@ -1,0 +1,179 @@
+"""Serve the penguins classifier over HTTP: gunicorn, several workers, Prometheus metrics.
+
+Usage: python ml_serving.py [--host HOST] [--port PORT] [--workers N] [--model-uri URI]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import NoReturn
+
+from penguins.config import (
+    DEFAULT_MODEL_ALIAS,
+    DEFAULT_MODEL_NAME,
+    default_prediction_log_uri,
+    default_tracking_uri,
+    env_float,
+    env_int,
+    env_str,
+)
+
+log = logging.getLogger("ml_serving")
+
+DEFAULT_PORT = 5000
+# 0.0.0.0 so that Prometheus in docker-compose reaches the API through
+# host.docker.internal; --host 127.0.0.1 keeps it to this machine.
+DEFAULT_HOST = "0.0.0.0"
+
+
+def default_workers() -> int:
+    """Return the default worker count: WEB_CONCURRENCY, else one per CPU plus one (min 2)."""
+    return env_int("WEB_CONCURRENCY", max(2, (os.cpu_count() or 1) + 1))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse command-line flags; defaults come from the environment."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default=DEFAULT_HOST, help=f"address (default {DEFAULT_HOST})")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default 5000)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=default_workers(),
+        help="worker processes (default: $WEB_CONCURRENCY, else CPUs + 1, at least 2)",
+    )
+    parser.add_argument(
+        "--tracking-uri",
+        default=default_tracking_uri(),
+        help="MLflow tracking and registry store (default: $MLFLOW_TRACKING_URI or "
+        "sqlite:///mlflow.db in the project directory)",
+    )
+    parser.add_argument(
+        "--model-uri",
+        default=env_str("MODEL_URI", ""),
+        help="any MLflow model URI (default: $MODEL_URI, else models:/MODEL_NAME@MODEL_ALIAS)",
+    )
+    parser.add_argument(
+        "--model-name", default=env_str("MODEL_NAME", DEFAULT_MODEL_NAME), help="registered model"
+    )
+    parser.add_argument(
+        "--alias", default=env_str("MODEL_ALIAS", DEFAULT_MODEL_ALIAS), help="alias to follow"
+    )
+    parser.add_argument(
+        "--prediction-log-uri",
+        default=default_prediction_log_uri(),
+        help="sqlite:///PATH of the prediction log (default: $PREDICTION_LOG_URI or "
+        "predictions.db in the project directory)",
+    )
+    parser.add_argument(
+        "--refresh-seconds",
+        type=float,
+        default=env_float("MODEL_REFRESH_SECONDS", 30.0),
+        help="how often each worker checks the alias (default: $MODEL_REFRESH_SECONDS or 30)",
+    )
+    parser.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=env_int("MAX_BATCH_SIZE", 10_000),
+        help="samples per /predict/batch request (default: $MAX_BATCH_SIZE or 10000)",
+    )
+    parser.add_argument(
+        "--access-log", action="store_true", help="log every request to standard output"
+    )
+    args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    if not 0 <= args.port <= 65535:
+        parser.error("--port must be between 0 and 65535")
+    return args
+
+
+def app_config(args: argparse.Namespace) -> dict:
+    """Return the app settings the flags give (flags win over the environment)."""
+    return {
+        "MLFLOW_TRACKING_URI": args.tracking_uri,
+        "MODEL_URI": args.model_uri,
+        "MODEL_NAME": args.model_name,
+        "MODEL_ALIAS": args.alias,
+        "PREDICTION_LOG_URI": args.prediction_log_uri,
+        "MODEL_REFRESH_SECONDS": args.refresh_seconds,
+        "MAX_BATCH_SIZE": args.max_batch_size,
+    }
+
+
+def run_debug(args: argparse.Namespace) -> int:
+    """Run the Werkzeug development server with its debugger: one process, never production."""
+    from penguins.api import create_app
+
+    log.warning("FLASK_DEBUG=1: development server with the interactive debugger, one process")
+    create_app(app_config(args)).run(args.host, args.port, debug=True, use_reloader=False)
+    return 0
+
+
+def exit_worker(code: int) -> NoReturn:
+    """End a forked worker at once, as forked children should (multiprocessing does too).
+
+    gunicorn ends workers with sys.exit, which would unwind through the master's
+    code (see main) and then tear down the whole module graph, a second or more per
+    worker. By now the worker has closed its prediction log; metrics live in files.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start the server and block until it stops; return the exit code."""
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
+    )
+    # MLflow reads the store from the environment when it resolves artifact URIs.
+    os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri
+    from flask.helpers import get_debug_flag
+
+    if get_debug_flag():  # FLASK_DEBUG=1: the only way the debugger comes on
+        return run_debug(args)
+    from penguins.server import (
+        GunicornServer,
+        gunicorn_options,
+        preload,
+        prepare_metrics_dir,
+        prepare_store,
+        remove_metrics_dir,
+    )
+
+    metrics_dir, ours = prepare_metrics_dir()  # before anything imports prometheus_client
+    master = os.getpid()
+    try:
+        preload()  # heavy imports once, in the master: workers boot quickly
+        if not prepare_store(args.tracking_uri):
+            log.warning("store %s not usable yet; workers keep trying", args.tracking_uri)
+        log.info(
+            "serving on http://%s:%d with %d workers; metrics in %s",
+            args.host,
+            args.port,
+            args.workers,
+            metrics_dir,
+        )
+        options = gunicorn_options(args.host, args.port, args.workers, args.access_log)
+        GunicornServer(options, app_config(args)).run()
+    except SystemExit as exc:  # gunicorn ends with sys.exit, on a clean stop too
+        code = exc.code if isinstance(exc.code, int) else 1
+        if os.getpid() != master:
+            exit_worker(code)
+        return code
+    finally:
+        # Workers are forked inside run() and leave it through here too: only the
+        # master may remove the directory, or one worker's exit wipes everyone's metrics.
+        if ours and os.getpid() == master:
+            remove_metrics_dir(metrics_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

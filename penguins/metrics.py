@@ -1,0 +1,177 @@
+"""The API's Prometheus metrics, defined once, exact across gunicorn worker processes.
+
+Several workers need prometheus_client's multiprocess mode: each process writes its
+values to files in ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` on any worker adds
+them all up. ``ml_serving.py`` makes a fresh directory per server and sets the
+variable before prometheus_client is imported (the library picks its value store at
+import). Without the variable (tests, a single process) the metrics live in the
+registry given to :class:`ServingMetrics`, where tests read them.
+
+Model gauges use ``livemax``: one series per label set whatever the number of
+workers, and a worker's values vanish when it exits. When a worker swaps models it
+sets the old version's ``ml_model_info`` and ``ml_model_accuracy`` to 0, so a series
+at 1 means "some worker serves this version now"; while workers switch over, both
+versions show 1. Dashboards select the served version with ``ml_model_info == 1``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    values,
+)
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+from penguins.features import SPECIES
+from penguins.registry import ModelDescription
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# Requests take from a fraction of a millisecond (health, one row) to seconds (a full
+# batch); the alerting threshold (0.5 s) and the usual SLO points are bucket edges.
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+)  # fmt: skip
+# Confidence is the largest of three probabilities, so never below 1/3.
+CONFIDENCE_BUCKETS = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+
+# Client-chosen methods would make unbounded label values; anything else is "other".
+KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+OTHER = "other"
+OUTCOMES = ("correct", "incorrect")
+RELOAD_RESULTS = ("success", "failed")
+
+
+def multiprocess_dir() -> str | None:
+    """Return the multiprocess directory when multiprocess mode is on, else None."""
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+def method_label(method: str) -> str:
+    """Return a bounded label value for an HTTP method."""
+    return method if method in KNOWN_METHODS else OTHER
+
+
+def worker_exited(pid: int) -> None:
+    """Drop a dead worker's live gauges (counters and histograms keep their totals)."""
+    path = multiprocess_dir()
+    if path:
+        mark_process_dead(pid, path)
+
+
+class ServingMetrics:
+    """Every metric the API serves, registered on one registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        """Define the metrics on ``registry`` (a fresh one by default)."""
+        if multiprocess_dir() and values.ValueClass is values.MutexValue:
+            raise RuntimeError(
+                f"{MULTIPROC_ENV} was set after prometheus_client was imported; "
+                "set it before importing anything that imports prometheus_client"
+            )
+        self.registry = registry if registry is not None else CollectorRegistry()
+        reg = self.registry
+        self.requests = Counter(
+            "ml_requests_total",
+            "HTTP requests answered, by route template and status.",
+            ["method", "endpoint", "status"],
+            registry=reg,
+        )
+        self.duration = Histogram(
+            "ml_request_duration_seconds",
+            "Time to answer an HTTP request, by route template.",
+            ["method", "endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self.predictions = Counter(
+            "ml_predictions_total",
+            "Predictions made (each batch row counts), by algorithm, version and species.",
+            ["model", "version", "species"],
+            registry=reg,
+        )
+        self.accuracy = Gauge(
+            "ml_model_accuracy",
+            "Test accuracy of a served model version; 0 once no worker serves it.",
+            ["model", "version"],
+            multiprocess_mode="livemax",
+            registry=reg,
+        )
+        self.info = Gauge(
+            "ml_model_info",
+            "1 for a model version some worker serves; 0 once none does.",
+            ["model", "version", "run_id"],
+            multiprocess_mode="livemax",
+            registry=reg,
+        )
+        self.confidence = Histogram(
+            "ml_prediction_confidence",
+            "Confidence (largest probability) of each prediction.",
+            ["model"],
+            buckets=CONFIDENCE_BUCKETS,
+            registry=reg,
+        )
+        self.batch_size = Histogram(
+            "ml_batch_size",
+            "Samples per /predict/batch request.",
+            buckets=BATCH_BUCKETS,
+            registry=reg,
+        )
+        self.feedback = Counter(
+            "ml_feedback_total",
+            "Feedback received, by the labelled prediction's model and version.",
+            ["model", "version", "outcome"],
+            registry=reg,
+        )
+        self.reloads = Counter(
+            "ml_model_reloads_total",
+            "Model swap attempts after start-up, per worker.",
+            ["result"],
+            registry=reg,
+        )
+        for result in RELOAD_RESULTS:
+            self.reloads.labels(result)
+
+    def prepare_routes(self, routes: Iterable[tuple[str, str]]) -> None:
+        """Create the request series of each (method, route template) so they start at 0."""
+        for method, endpoint in routes:
+            self.requests.labels(method, endpoint, "200")
+            self.duration.labels(method, endpoint)
+
+    def observe_request(self, method: str, endpoint: str, status: int, seconds: float) -> None:
+        """Count one answered request and its duration."""
+        method = method_label(method)
+        self.requests.labels(method, endpoint, str(status)).inc()
+        self.duration.labels(method, endpoint).observe(seconds)
+
+    def model_served(self, new: ModelDescription, old: ModelDescription | None) -> None:
+        """Describe the newly served version and retire the one it replaces."""
+        if old is not None and (old.algorithm, old.version) != (new.algorithm, new.version):
+            self.info.labels(old.algorithm, old.version, old.run_id or "").set(0)
+            self.accuracy.labels(old.algorithm, old.version).set(0)
+        self.info.labels(new.algorithm, new.version, new.run_id or "").set(1)
+        if "accuracy" in new.metrics:
+            self.accuracy.labels(new.algorithm, new.version).set(new.metrics["accuracy"])
+        for species in SPECIES:
+            self.predictions.labels(new.algorithm, new.version, species)
+        for outcome in OUTCOMES:
+            self.feedback.labels(new.algorithm, new.version, outcome)
+        self.confidence.labels(new.algorithm)
+
+    def render(self) -> tuple[bytes, str]:
+        """Return the text exposition and its content type: all workers in multiprocess mode."""
+        path = multiprocess_dir()
+        if path:
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, path=path)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,311 @@
+"""The API's request and response shapes, declared once with pydantic.
+
+The same declarations validate requests (their errors become the ``details`` of a
+422 answer) and describe the API in the OpenAPI document served at /openapi.json.
+Bounds and codes come from :mod:`penguins.features`, the one place they live.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from penguins.errors import FieldError
+from penguins.features import BOUNDS, FEATURES, ISLAND_CODES, SEX_CODES, SPECIES
+
+# Literal[SPECIES] spells out the three names; the order is the API's everywhere.
+Species = Literal[SPECIES]  # type: ignore[valid-type]
+
+# A 422 answer lists at most this many fields: enough to fix a batch, small to send.
+MAX_ERROR_DETAILS = 100
+
+
+def _measurement(name: str, what: str) -> object:
+    """Return the type of one numeric feature: a finite number inside its bounds."""
+    bounds = BOUNDS[name]
+    return Annotated[
+        float,
+        Field(
+            ge=bounds.low,
+            le=bounds.high,
+            description=f"{what} in {bounds.unit}, {bounds.low:g} to {bounds.high:g}",
+        ),
+    ]
+
+
+def _code_checker(kind: str, codes: dict[str, int]):
+    """Return a validator accepting only the known codes of one categorical feature."""
+    expected = ", ".join(f"{code}={name}" for name, code in codes.items())
+
+    def check(value: int) -> int:
+        """Reject a code that names no category."""
+        if value not in codes.values():
+            raise PydanticCustomError(
+                "unknown_code",
+                "unknown {kind} code {value}; expected {expected}",
+                {"kind": kind, "value": value, "expected": expected},
+            )
+        return value
+
+    return check
+
+
+def _name_checker(kind: str, codes: dict[str, int]):
+    """Return a validator turning a category name, in any case, into its canonical spelling."""
+    expected = ", ".join(codes)
+    canonical = {name.lower(): name for name in codes}
+
+    def check(value: str) -> str:
+        """Return the canonical name, or reject an unknown one."""
+        name = canonical.get(value.strip().lower())
+        if name is None:
+            raise PydanticCustomError(
+                "unknown_name",
+                "unknown {kind} {value}; expected one of {expected} (any case)",
+                # Quoted as JSON: escapes anything unprintable (lone surrogates, NULs).
+                {"kind": kind, "value": json.dumps(value[:50]), "expected": expected},
+            )
+        return name
+
+    return check
+
+
+def _without_default(extra: dict):
+    """Return a JSON Schema hook adding ``extra`` and dropping the ``null`` default.
+
+    Leaving a field of a pair out is how a client picks the other one; ``null``
+    itself is not accepted, so the schema must not advertise it.
+    """
+
+    def hook(schema: dict) -> None:
+        """Edit the field's schema in place."""
+        schema.pop("default", None)
+        schema.update(extra)
+
+    return hook
+
+
+def _code_field(kind: str, codes: dict[str, int]) -> object:
+    """Return the type of an encoded categorical feature; absent means the name is given.
+
+    Not nullable: ``null`` is not a way to leave a field out, so the JSON Schema's
+    one-of-each-pair rule says exactly what the validation does.
+    """
+    meaning = ", ".join(f"{code}={name}" for name, code in codes.items())
+    return Annotated[
+        StrictInt,
+        AfterValidator(_code_checker(kind, codes)),
+        Field(
+            description=f"{kind} code: {meaning}; give this or `{kind}`, not both",
+            json_schema_extra=_without_default({"enum": sorted(codes.values())}),
+        ),
+    ]
+
+
+def _name_field(kind: str, codes: dict[str, int]) -> object:
+    """Return the type of a categorical feature given by name; absent means the code is."""
+    return Annotated[
+        StrictStr,
+        AfterValidator(_name_checker(kind, codes)),
+        Field(
+            description=f"{kind} name, any case: {', '.join(codes)}; "
+            f"give this or `{kind}_encoded`, not both",
+            json_schema_extra=_without_default({"examples": [next(iter(codes))]}),
+        ),
+    ]
+
+
+class Sample(BaseModel):
+    """One penguin's measurements: four numbers, and island and sex as codes or names."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,  # bools and numeric strings are not numbers
+        allow_inf_nan=False,
+        frozen=True,
+        json_schema_extra={
+            "allOf": [
+                {"oneOf": [{"required": ["island_encoded"]}, {"required": ["island"]}]},
+                {"oneOf": [{"required": ["sex_encoded"]}, {"required": ["sex"]}]},
+            ],
+            "examples": [
+                {
+                    "bill_length_mm": 39.1,
+                    "bill_depth_mm": 18.7,
+                    "flipper_length_mm": 181.0,
+                    "body_mass_g": 3750.0,
+                    "island_encoded": 0,
+                    "sex_encoded": 1,
+                }
+            ],
+        },
+    )
+
+    bill_length_mm: _measurement("bill_length_mm", "bill length")  # type: ignore[valid-type]
+    bill_depth_mm: _measurement("bill_depth_mm", "bill depth")  # type: ignore[valid-type]
+    flipper_length_mm: _measurement("flipper_length_mm", "flipper length")  # type: ignore[valid-type]
+    body_mass_g: _measurement("body_mass_g", "body mass")  # type: ignore[valid-type]
+    island_encoded: _code_field("island", ISLAND_CODES) = None  # type: ignore[valid-type]
+    sex_encoded: _code_field("sex", SEX_CODES) = None  # type: ignore[valid-type]
+    island: _name_field("island", ISLAND_CODES) = None  # type: ignore[valid-type]
+    sex: _name_field("sex", SEX_CODES) = None  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _one_of_each_pair(self) -> Sample:
+        """Require exactly one of island/island_encoded and one of sex/sex_encoded."""
+        for kind in ("island", "sex"):
+            code, name = getattr(self, f"{kind}_encoded"), getattr(self, kind)
+            if code is not None and name is not None:
+                raise PydanticCustomError(
+                    "pair_conflict",
+                    "give {kind} or {kind}_encoded, not both",
+                    {"kind": kind, "field": kind},
+                )
+            if code is None and name is None:
+                raise PydanticCustomError(
+                    "pair_missing",
+                    "Field required: give {kind}_encoded or {kind}",
+                    {"kind": kind, "field": f"{kind}_encoded"},
+                )
+        return self
+
+    def row(self) -> tuple[float | int, ...]:
+        """Return the model's input row, in FEATURES order, with names turned into codes."""
+        island = self.island_encoded if self.island is None else ISLAND_CODES[self.island]
+        sex = self.sex_encoded if self.sex is None else SEX_CODES[self.sex]
+        return (
+            self.bill_length_mm,
+            self.bill_depth_mm,
+            self.flipper_length_mm,
+            self.body_mass_g,
+            island,
+            sex,
+        )
+
+
+class BatchRequest(BaseModel):
+    """Several samples, answered in order."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    samples: list[Sample] = Field(min_length=1, description="one or more samples")
+
+
+class FeedbackRequest(BaseModel):
+    """The actual species of an earlier prediction."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    prediction_id: UUID = Field(strict=False, description="`prediction_id` of a prediction")
+    actual_species: Species = Field(description="the species the penguin really is")
+
+
+class Probabilities(BaseModel):
+    """The probability of each species; they sum to 1."""
+
+    Adelie: float
+    Chinstrap: float
+    Gentoo: float
+
+
+class Prediction(BaseModel):
+    """One prediction."""
+
+    predicted_species: Species
+    confidence: float = Field(description="the largest probability")
+    probabilities: Probabilities
+    prediction_time: float = Field(description="seconds the model took (for a batch: all of it)")
+    model_version: str = Field(description="registry version of the model that answered")
+    prediction_id: UUID = Field(description="quote it in POST /feedback")
+
+
+class BatchPrediction(BaseModel):
+    """The predictions of a batch, one per sample, in the order sent."""
+
+    predictions: list[Prediction]
+    count: int
+    prediction_time: float = Field(description="seconds the model took for the whole batch")
+    model_version: str
+
+
+class FeedbackResult(BaseModel):
+    """Whether the prediction was right."""
+
+    prediction_id: UUID
+    correct: bool
+
+
+class Health(BaseModel):
+    """Whether this server can predict."""
+
+    status: Literal["healthy", "unhealthy"]
+    model_loaded: bool
+    model_version: str | None
+
+
+class ModelInfo(BaseModel):
+    """What is being served: registry name and version, algorithm, test metrics."""
+
+    name: str
+    version: str
+    alias: str | None
+    run_id: str | None
+    algorithm: str
+    metrics: dict[str, float] = Field(description="the training run's metrics (test split, CV)")
+    features: list[str] = Field(examples=[list(FEATURES)])
+    classes: list[str] = Field(examples=[list(SPECIES)])
+    loaded_at: datetime
+    uri: str = Field(description="the model URI the server follows")
+
+
+class ErrorDetail(BaseModel):
+    """One field at fault."""
+
+    field: str = Field(examples=["samples[3].bill_depth_mm"])
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer."""
+
+    error: str
+    details: list[ErrorDetail] | None = Field(
+        default=None, description="present when fields are at fault"
+    )
+
+
+def field_path(loc: tuple[int | str, ...]) -> str:
+    """Return a pydantic error location as a path: ``samples[3].bill_depth_mm``."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "body"
+
+
+def validation_details(exc: ValidationError) -> list[FieldError]:
+    """Turn a pydantic ValidationError into the fields at fault, at most MAX_ERROR_DETAILS."""
+    details = []
+    for error in exc.errors(include_url=False, include_input=False)[:MAX_ERROR_DETAILS]:
+        loc = tuple(error["loc"])
+        extra = (error.get("ctx") or {}).get("field")
+        if extra:  # a rule about a pair of fields names the field to fix
+            loc += (extra,)
+        details.append(FieldError(field_path(loc), error["msg"]))
+    return details

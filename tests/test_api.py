@@ -1,0 +1,198 @@
+"""The prediction API in this process: routes, answers, the prediction log, settings."""
+
+from __future__ import annotations
+
+import math
+import uuid
+
+import pytest
+
+from penguins.features import FEATURES, SPECIES
+from penguins.schemas import BatchPrediction, FeedbackResult, Health, ModelInfo, Prediction
+from penguins.served_model import ServedModel
+from tests.serving_fixtures import CHINSTRAP, GENTOO, SAMPLE, SAMPLE_BY_NAME
+
+
+def check_prediction(answer: dict, version: str = "1") -> Prediction:
+    """Check one prediction's shape and arithmetic; return it parsed."""
+    parsed = Prediction.model_validate(answer)
+    probs = answer["probabilities"]
+    assert list(probs) == list(SPECIES)
+    assert math.isclose(sum(probs.values()), 1.0, abs_tol=1e-9)
+    assert answer["confidence"] == max(probs.values())
+    assert answer["predicted_species"] == max(probs, key=probs.get)
+    assert 0 <= answer["prediction_time"] < 5
+    assert answer["model_version"] == version
+    assert uuid.UUID(answer["prediction_id"]).version == 4
+    return parsed
+
+
+@pytest.mark.parametrize("sample", [SAMPLE, SAMPLE_BY_NAME], ids=["codes", "names"])
+def test_predict_answers_the_contract_shape(client, sample):
+    resp = client.post("/predict", json=sample)
+    assert resp.status_code == 200
+    assert resp.mimetype == "application/json"
+    check_prediction(resp.json)
+    assert resp.json["predicted_species"] == "Adelie"
+
+
+def test_names_in_any_case_give_the_same_answer_as_codes(client):
+    by_code = client.post("/predict", json=SAMPLE).json
+    upper = {**SAMPLE_BY_NAME, "island": "TORGERSEN", "sex": "male"}
+    by_name = client.post("/predict", json=upper).json
+    assert by_name["probabilities"] == by_code["probabilities"]
+
+
+def test_mixed_pairs_are_accepted(client):
+    mixed = {**SAMPLE_BY_NAME, "sex_encoded": 1}
+    del mixed["sex"]
+    assert client.post("/predict", json=mixed).status_code == 200
+
+
+def test_batch_answers_in_order(client):
+    samples = [SAMPLE, GENTOO, CHINSTRAP, SAMPLE_BY_NAME]
+    resp = client.post("/predict/batch", json={"samples": samples})
+    assert resp.status_code == 200
+    body = BatchPrediction.model_validate(resp.json)
+    assert body.count == len(samples) == len(body.predictions)
+    assert [p.predicted_species for p in body.predictions] == [
+        "Adelie",
+        "Gentoo",
+        "Chinstrap",
+        "Adelie",
+    ]
+    for answer in resp.json["predictions"]:
+        check_prediction(answer)
+    assert len({p.prediction_id for p in body.predictions}) == len(samples)
+    assert body.model_version == "1"
+
+
+def test_every_prediction_is_logged_before_the_answer(client, serving_state):
+    single = client.post("/predict", json=GENTOO).json
+    batch = client.post("/predict/batch", json={"samples": [SAMPLE, CHINSTRAP]}).json
+    assert serving_state.predlog.count() == 3
+    row = serving_state.predlog.get(single["prediction_id"])
+    assert row["model_name"] == serving_state.manager.current.algorithm
+    assert row["model_version"] == "1"
+    assert row["predicted_species"] == "Gentoo"
+    assert row["confidence"] == single["confidence"]
+    assert row["island_encoded"] == 1 and row["sex_encoded"] == 0  # names stored as codes
+    assert [row[f] for f in FEATURES[:4]] == [GENTOO[f] for f in FEATURES[:4]]
+    for answer in batch["predictions"]:
+        assert serving_state.predlog.get(answer["prediction_id"]) is not None
+
+
+@pytest.mark.parametrize(("actual", "correct"), [("Adelie", True), ("Gentoo", False)])
+def test_feedback_says_whether_the_prediction_was_right(client, serving_state, actual, correct):
+    pid = client.post("/predict", json=SAMPLE).json["prediction_id"]
+    resp = client.post("/feedback", json={"prediction_id": pid, "actual_species": actual})
+    assert resp.status_code == 200
+    assert resp.json == {"prediction_id": pid, "correct": correct}
+    FeedbackResult.model_validate(resp.json)
+    assert serving_state.predlog.get(pid)["actual_species"] == actual
+
+
+def test_feedback_accepts_an_id_in_upper_case(client):
+    pid = client.post("/predict", json=SAMPLE).json["prediction_id"]
+    body = {"prediction_id": pid.upper(), "actual_species": "Adelie"}
+    assert client.post("/feedback", json=body).json == {"prediction_id": pid, "correct": True}
+
+
+def test_feedback_on_an_unknown_prediction_is_404(client):
+    body = {"prediction_id": str(uuid.uuid4()), "actual_species": "Adelie"}
+    resp = client.post("/feedback", json=body)
+    assert resp.status_code == 404
+    assert resp.json["details"][0]["field"] == "prediction_id"
+
+
+def test_health_and_model_info_describe_the_served_model(client, trained_store):
+    health = client.get("/health")
+    assert health.status_code == 200
+    assert health.json == {"status": "healthy", "model_loaded": True, "model_version": "1"}
+    info = client.get("/model/info")
+    assert info.status_code == 200
+    body = ModelInfo.model_validate(info.json)
+    assert (body.name, body.version, body.alias) == ("penguins-classifier", "1", "champion")
+    assert body.algorithm in {"logistic_regression", "svm", "random_forest"}
+    assert body.run_id
+    assert {"accuracy", "f1_macro", "precision_macro", "recall_macro"} <= set(body.metrics)
+    assert body.features == list(FEATURES)
+    assert body.classes == list(SPECIES)
+    assert body.uri == trained_store.model_uri
+    assert info.json["loaded_at"].endswith("Z")
+
+
+def test_a_fixed_model_uri_is_served(make_app):
+    client = make_app(MODEL_URI="models:/penguins-classifier/1").test_client()
+    assert client.get("/model/info").json["alias"] is None
+    assert client.post("/predict", json=SAMPLE).json["model_version"] == "1"
+
+
+def test_without_a_model_the_api_answers_503_but_takes_feedback_routes(make_app, empty_store):
+    client = make_app(MLFLOW_TRACKING_URI=empty_store).test_client()
+    health = client.get("/health")
+    assert health.status_code == 503
+    assert Health.model_validate(health.json).status == "unhealthy"
+    assert health.json["model_loaded"] is False
+    for method, path, body in [
+        ("post", "/predict", SAMPLE),
+        ("post", "/predict/batch", {"samples": [SAMPLE]}),
+        ("get", "/model/info", None),
+    ]:
+        resp = getattr(client, method)(path, json=body)
+        assert resp.status_code == 503, path
+        assert "no model" in resp.json["error"]
+    unknown = {"prediction_id": str(uuid.uuid4()), "actual_species": "Adelie"}
+    assert client.post("/feedback", json=unknown).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("get", "/nope", 404),
+        ("post", "/predict/", 404),
+        ("get", "/predict", 405),
+        ("delete", "/feedback", 405),
+        ("post", "/health", 405),
+    ],
+)
+def test_unknown_routes_and_methods_answer_json(client, method, path, status):
+    resp = getattr(client, method)(path)
+    assert resp.status_code == status
+    assert resp.mimetype == "application/json"
+    assert resp.json["error"]
+    if status == 405:
+        assert "Allow" in resp.headers
+
+
+def test_an_unexpected_fault_answers_json_500_and_is_logged(client, monkeypatch, caplog):
+    def broken(self, rows):
+        """Fail as a fault of the server would, not of the client."""
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(ServedModel, "predict_proba", broken)
+    resp = client.post("/predict", json=SAMPLE)
+    assert resp.status_code == 500
+    assert resp.json == {"error": "internal server error"}
+    assert "disk on fire" in caplog.text
+
+
+def test_openapi_is_served(client):
+    resp = client.get("/openapi.json")
+    assert resp.status_code == 200
+    assert resp.json["openapi"].startswith("3.")
+
+
+def test_debugger_is_off_unless_flask_debug_is_1(make_app, monkeypatch):
+    monkeypatch.delenv("FLASK_DEBUG", raising=False)
+    assert make_app().debug is False
+    monkeypatch.setenv("FLASK_DEBUG", "1")
+    assert make_app().debug is True
+
+
+def test_environment_sets_limits_and_explicit_config_wins(make_app, monkeypatch):
+    monkeypatch.setenv("MAX_BATCH_SIZE", "3")
+    from_env = make_app()
+    assert from_env.extensions["penguins"].max_batch_size == 3
+    explicit = make_app(MAX_BATCH_SIZE=7)
+    assert explicit.extensions["penguins"].max_batch_size == 7

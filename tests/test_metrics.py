@@ -1,0 +1,142 @@
+"""The API's metrics, read from the app's own registry with get_sample_value."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from penguins.features import SPECIES
+from penguins.metrics import ServingMetrics, method_label
+from penguins.registry import ModelDescription
+from tests.serving_fixtures import GENTOO, SAMPLE
+
+
+def requests_total(registry, endpoint: str, status: str, method: str = "POST") -> float | None:
+    """Return one ml_requests_total series."""
+    labels = {"method": method, "endpoint": endpoint, "status": status}
+    return registry.get_sample_value("ml_requests_total", labels)
+
+
+def describe(version: str, accuracy: float = 0.9, algorithm: str = "svm") -> ModelDescription:
+    """Return a model description for the gauges."""
+    metrics = {"accuracy": accuracy}
+    return ModelDescription(
+        "penguins-classifier", version, "champion", f"run{version}", algorithm, metrics
+    )
+
+
+def test_series_exist_from_the_start(app, metrics_registry):
+    for endpoint in ("/predict", "/predict/batch", "/feedback", "/health", "/metrics"):
+        method = "GET" if endpoint in ("/health", "/metrics") else "POST"
+        assert requests_total(metrics_registry, endpoint, "200", method) == 0
+    version = app.extensions["penguins"].manager.current.description
+    for species in SPECIES:
+        labels = {"model": version.algorithm, "version": "1", "species": species}
+        assert metrics_registry.get_sample_value("ml_predictions_total", labels) == 0
+    for result in ("success", "failed"):
+        assert metrics_registry.get_sample_value("ml_model_reloads_total", {"result": result}) == 0
+
+
+def test_requests_are_counted_by_route_template_and_status(client, metrics_registry):
+    for _ in range(3):
+        client.post("/predict", json=SAMPLE)
+    client.post("/predict", json={})
+    client.get("/predict")
+    client.get("/no/such/path")
+    client.get(f"/no/such/path/{uuid.uuid4()}")
+    assert requests_total(metrics_registry, "/predict", "200") == 3
+    assert requests_total(metrics_registry, "/predict", "422") == 1
+    assert requests_total(metrics_registry, "/predict", "405", "GET") == 1
+    assert requests_total(metrics_registry, "other", "404", "GET") == 2
+    count = metrics_registry.get_sample_value(
+        "ml_request_duration_seconds_count", {"method": "POST", "endpoint": "/predict"}
+    )
+    assert count == 4
+
+
+def test_unknown_methods_share_one_label(client, metrics_registry):
+    client.open("/predict", method="BREW")
+    assert requests_total(metrics_registry, "/predict", "405", "other") == 1
+    assert method_label("BREW") == "other" and method_label("GET") == "GET"
+
+
+def test_predictions_confidence_and_batch_size(client, metrics_registry, serving_state):
+    algorithm = serving_state.manager.current.algorithm
+    client.post("/predict", json=SAMPLE)
+    client.post("/predict/batch", json={"samples": [SAMPLE, GENTOO, GENTOO]})
+
+    def predicted(species):
+        labels = {"model": algorithm, "version": "1", "species": species}
+        return metrics_registry.get_sample_value("ml_predictions_total", labels)
+
+    assert (predicted("Adelie"), predicted("Gentoo"), predicted("Chinstrap")) == (2, 2, 0)
+    conf = metrics_registry.get_sample_value("ml_prediction_confidence_count", {"model": algorithm})
+    assert conf == 4
+    assert metrics_registry.get_sample_value("ml_batch_size_count") == 1
+    assert metrics_registry.get_sample_value("ml_batch_size_sum") == 3
+
+
+def test_feedback_is_counted_by_outcome(client, metrics_registry, serving_state):
+    algorithm = serving_state.manager.current.algorithm
+    for actual in ("Adelie", "Adelie", "Gentoo"):
+        pid = client.post("/predict", json=SAMPLE).json["prediction_id"]
+        client.post("/feedback", json={"prediction_id": pid, "actual_species": actual})
+
+    def outcome(name):
+        labels = {"model": algorithm, "version": "1", "outcome": name}
+        return metrics_registry.get_sample_value("ml_feedback_total", labels)
+
+    assert (outcome("correct"), outcome("incorrect")) == (2, 1)
+
+
+def test_model_gauges_describe_the_served_version(metrics_registry, serving_state):
+    d = serving_state.manager.current.description
+    info = {"model": d.algorithm, "version": "1", "run_id": d.run_id}
+    assert metrics_registry.get_sample_value("ml_model_info", info) == 1
+    accuracy = metrics_registry.get_sample_value(
+        "ml_model_accuracy", {"model": d.algorithm, "version": "1"}
+    )
+    assert accuracy == pytest.approx(d.metrics["accuracy"])
+
+
+def test_a_swap_retires_the_old_versions_gauges():
+    registry = CollectorRegistry()
+    metrics = ServingMetrics(registry)
+    metrics.model_served(describe("1", 0.97), None)
+    metrics.model_served(describe("2", 0.99, "random_forest"), describe("1", 0.97))
+    get = registry.get_sample_value
+    assert get("ml_model_info", {"model": "svm", "version": "1", "run_id": "run1"}) == 0
+    assert get("ml_model_accuracy", {"model": "svm", "version": "1"}) == 0
+    new_info = {"model": "random_forest", "version": "2", "run_id": "run2"}
+    assert get("ml_model_info", new_info) == 1
+    assert get("ml_model_accuracy", {"model": "random_forest", "version": "2"}) == 0.99
+
+
+def test_metrics_route_serves_parseable_text(client):
+    client.post("/predict", json=SAMPLE)
+    resp = client.get("/metrics")
+    assert resp.status_code == 200
+    assert resp.content_type.startswith("text/plain")
+    names = {family.name for family in text_string_to_metric_families(resp.text)}
+    expected = {
+        "ml_requests",
+        "ml_request_duration_seconds",
+        "ml_predictions",
+        "ml_model_accuracy",
+        "ml_model_info",
+        "ml_prediction_confidence",
+        "ml_batch_size",
+        "ml_feedback",
+        "ml_model_reloads",
+    }
+    assert expected <= names
+
+
+def test_multiprocess_mode_refuses_a_late_environment_variable(monkeypatch, tmp_path):
+    """The value store is chosen at import; setting the variable later would lose counts."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    with pytest.raises(RuntimeError, match="PROMETHEUS_MULTIPROC_DIR"):
+        ServingMetrics()

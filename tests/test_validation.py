@@ -1,0 +1,221 @@
+"""What clients can send wrong, and the exact status and field each mistake gets."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from penguins.features import BOUNDS
+from penguins.schemas import ErrorBody, Sample, field_path
+from tests.serving_fixtures import SAMPLE, SAMPLE_BY_NAME
+
+
+def without(sample: dict, *names: str) -> dict:
+    """Return the sample less some fields."""
+    return {k: v for k, v in sample.items() if k not in names}
+
+
+def post_raw(client, path: str, body: str | bytes, content_type="application/json"):
+    """Post a body exactly as given."""
+    return client.post(path, data=body, content_type=content_type)
+
+
+def check_error(resp, status: int, field: str | None = None) -> dict:
+    """Check an error answer: status, JSON shape, and the field named in its details."""
+    assert resp.status_code == status, resp.data[:300]
+    assert resp.mimetype == "application/json"
+    ErrorBody.model_validate(resp.json)
+    assert resp.json["error"]
+    if field is not None:
+        assert field in [d["field"] for d in resp.json["details"]], resp.json
+    return resp.json
+
+
+SAMPLE_422 = [
+    # (description, sample, field at fault)
+    ("missing number", without(SAMPLE, "bill_depth_mm"), "bill_depth_mm"),
+    ("missing island", without(SAMPLE, "island_encoded"), "island_encoded"),
+    ("missing sex name", without(SAMPLE_BY_NAME, "sex"), "sex_encoded"),
+    ("both island spellings", {**SAMPLE, "island": "Dream"}, "island"),
+    ("both sex spellings", {**SAMPLE_BY_NAME, "sex_encoded": 0}, "sex"),
+    ("unknown island name", {**SAMPLE_BY_NAME, "island": "Mars"}, "island"),
+    ("unknown sex name", {**SAMPLE_BY_NAME, "sex": "x"}, "sex"),
+    ("unknown island code", {**SAMPLE, "island_encoded": 3}, "island_encoded"),
+    ("negative sex code", {**SAMPLE, "sex_encoded": -1}, "sex_encoded"),
+    ("code as float", {**SAMPLE, "island_encoded": 1.0}, "island_encoded"),
+    ("code as bool", {**SAMPLE, "sex_encoded": True}, "sex_encoded"),
+    ("code as string", {**SAMPLE, "island_encoded": "1"}, "island_encoded"),
+    ("code null", {**SAMPLE, "island_encoded": None}, "island_encoded"),
+    ("name as number", {**SAMPLE_BY_NAME, "island": 2}, "island"),
+    ("number as bool", {**SAMPLE, "body_mass_g": True}, "body_mass_g"),
+    ("number as string", {**SAMPLE, "bill_length_mm": "39.1"}, "bill_length_mm"),
+    ("number null", {**SAMPLE, "bill_length_mm": None}, "bill_length_mm"),
+    ("number as list", {**SAMPLE, "bill_length_mm": [39.1]}, "bill_length_mm"),
+    ("number as object", {**SAMPLE, "bill_length_mm": {"v": 1}}, "bill_length_mm"),
+    ("unexpected field", {**SAMPLE, "species": "Adelie"}, "species"),
+    ("absurd magnitude", {**SAMPLE, "body_mass_g": 1e300}, "body_mass_g"),
+    ("metres not mm", {**SAMPLE, "flipper_length_mm": 0.181}, "flipper_length_mm"),
+    ("zero", {**SAMPLE, "bill_depth_mm": 0}, "bill_depth_mm"),
+    ("negative", {**SAMPLE, "bill_depth_mm": -18.7}, "bill_depth_mm"),
+]
+
+
+@pytest.mark.parametrize(("case", "sample", "field"), SAMPLE_422, ids=[c[0] for c in SAMPLE_422])
+def test_invalid_sample_is_422_naming_the_field(client, case, sample, field):
+    check_error(client.post("/predict", json=sample), 422, field)
+
+
+@pytest.mark.parametrize(("case", "sample", "field"), SAMPLE_422, ids=[c[0] for c in SAMPLE_422])
+def test_invalid_batch_row_is_422_naming_its_index(client, case, sample, field):
+    resp = client.post("/predict/batch", json={"samples": [SAMPLE, SAMPLE, SAMPLE, sample]})
+    check_error(resp, 422, f"samples[3].{field}")
+
+
+@pytest.mark.parametrize("name", sorted(BOUNDS))
+def test_bounds_are_closed_and_enforced_on_both_sides(client, name):
+    low, high = BOUNDS[name].low, BOUNDS[name].high
+    assert client.post("/predict", json={**SAMPLE, name: low}).status_code == 200
+    assert client.post("/predict", json={**SAMPLE, name: high}).status_code == 200
+    below = {**SAMPLE, name: low - 0.001}
+    above = {**SAMPLE, name: high * 1.001}
+    check_error(client.post("/predict", json=below), 422, name)
+    check_error(client.post("/predict", json=above), 422, name)
+
+
+@pytest.mark.parametrize(
+    "literal", ["NaN", "Infinity", "-Infinity", "1e400", "-1e400", "1" + "0" * 5000]
+)
+def test_non_finite_and_overflowing_numbers_are_422(client, literal):
+    body = json.dumps(SAMPLE).replace("39.1", literal)
+    check_error(post_raw(client, "/predict", body), 422, "bill_length_mm")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "samples"),
+        ({"samples": []}, "samples"),
+        ({"samples": SAMPLE}, "samples"),
+        ({"samples": "all"}, "samples"),
+        ({"samples": None}, "samples"),
+        ({"samples": [SAMPLE], "extra": 1}, "extra"),
+        ({"samples": [SAMPLE, 5]}, "samples[1]"),
+        ([SAMPLE], "body"),
+    ],
+)
+def test_batch_envelope_errors_are_422(client, body, field):
+    check_error(client.post("/predict/batch", json=body), 422, field)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"prediction_id": str(uuid.uuid4()), "actual_species": "Emperor"}, "actual_species"),
+        ({"prediction_id": str(uuid.uuid4()), "actual_species": "adelie"}, "actual_species"),
+        ({"prediction_id": str(uuid.uuid4())}, "actual_species"),
+        ({"prediction_id": "not-a-uuid", "actual_species": "Adelie"}, "prediction_id"),
+        ({"prediction_id": 42, "actual_species": "Adelie"}, "prediction_id"),
+        ({"actual_species": "Adelie"}, "prediction_id"),
+        ({"prediction_id": str(uuid.uuid4()), "actual_species": "Adelie", "x": 1}, "x"),
+    ],
+)
+def test_invalid_feedback_is_422(client, body, field):
+    check_error(client.post("/feedback", json=body), 422, field)
+
+
+def test_too_many_samples_is_413(make_app):
+    client = make_app(MAX_BATCH_SIZE=5).test_client()
+    assert client.post("/predict/batch", json={"samples": [SAMPLE] * 5}).status_code == 200
+    resp = client.post("/predict/batch", json={"samples": [SAMPLE] * 6})
+    check_error(resp, 413, "samples")
+
+
+def test_a_body_over_the_limit_is_413(make_app):
+    client = make_app(MAX_BODY_BYTES=2000).test_client()
+    check_error(post_raw(client, "/predict", " " * 2001), 413)
+    assert client.post("/predict", json=SAMPLE).status_code == 200
+
+
+def test_a_full_batch_fits_the_default_body_limit(app):
+    """MAX_BATCH_SIZE samples, pretty-printed with long decimals, are under the limit."""
+    digits = 0.123456789012345
+    long_sample = {k: v + digits if isinstance(v, float) else v for k, v in SAMPLE.items()}
+    body = json.dumps({"samples": [long_sample] * app.config["MAX_BATCH_SIZE"]}, indent=4)
+    assert len(body.encode()) < app.config["MAX_CONTENT_LENGTH"]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        ("{", "application/json"),
+        ("", "application/json"),
+        ("{'single': 'quotes'}", "application/json"),
+        ('{"a": 1} trailing', "application/json"),
+        ("[" * 100_000 + "]" * 100_000, "application/json"),
+        (b"\xff\xfe\xfa\xfb\x00", "application/json"),
+        (b'{"bill_length_mm": "\xe9"}', "application/json"),
+    ],
+    ids=["truncated", "empty", "quotes", "trailing", "deep nesting", "binary", "latin-1"],
+)
+@pytest.mark.parametrize("path", ["/predict", "/predict/batch", "/feedback"])
+def test_invalid_json_is_400(client, path, body, content_type):
+    check_error(post_raw(client, path, body, content_type), 400)
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data", ""]
+)
+@pytest.mark.parametrize("path", ["/predict", "/predict/batch", "/feedback"])
+def test_a_body_that_is_not_json_typed_is_415(client, path, content_type):
+    check_error(post_raw(client, path, json.dumps(SAMPLE), content_type), 415)
+
+
+def test_json_with_a_charset_or_a_json_suffix_type_is_accepted(client):
+    body = json.dumps(SAMPLE)
+    assert post_raw(client, "/predict", body, "application/json; charset=utf-8").status_code == 200
+    assert post_raw(client, "/predict", body, "application/vnd.api+json").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "null",
+        "0",
+        '"text"',
+        "[]",
+        "{}",
+        '{"samples": [[[[[]]]]]}',
+        '{"prediction_id": null}',
+        '{"bill_length_mm": {"$gt": 0}}',
+        json.dumps({"samples": [{"x": "y" * 10_000}] * 50}),
+        json.dumps({"a" * 10_000: 1}),
+        # JSON escapes of NUL and a lone surrogate, in a value, a key, an id
+        '{"island": "' + r"\u0000\ud800" * 10 + '"}',
+        r'{"\ud800": 1}',
+        r'{"prediction_id": "\ud800\u0000", "actual_species": "\ud800"}',
+    ],
+)
+@pytest.mark.parametrize("path", ["/predict", "/predict/batch", "/feedback"])
+def test_no_client_input_reaches_the_500_handler(client, path, body):
+    resp = post_raw(client, path, body)
+    assert 400 <= resp.status_code < 500
+    assert resp.json["error"]
+
+
+@pytest.mark.parametrize(
+    ("loc", "path"),
+    [
+        (("samples", 3, "bill_depth_mm"), "samples[3].bill_depth_mm"),
+        (("bill_depth_mm",), "bill_depth_mm"),
+        ((), "body"),
+        (("samples", 0), "samples[0]"),
+    ],
+)
+def test_field_paths(loc, path):
+    assert field_path(loc) == path
+
+
+def test_sample_row_is_in_feature_order_with_codes():
+    assert Sample.model_validate(SAMPLE_BY_NAME).row() == (39.1, 18.7, 181.0, 3750.0, 0, 1)
