@@ -349,6 +349,22 @@ def _settings_text(settings: dict) -> str:
     )
 
 
+BUSY_PCT = 10.0  # other work above this share of the machine during a run: say so
+
+
+def busy_note(figures: dict) -> str | None:
+    """Return a warning when other work took a noticeable share of the CPU during the runs."""
+    shares = [run["other_cpu_pct"] for run in figures.get("runs", []) if "other_cpu_pct" in run]
+    busy = [share for share in shares if share > BUSY_PCT]
+    if not busy:
+        return None
+    return (
+        f"The machine was busy: in {len(busy)} of {len(shares)} wrk runs other work took more "
+        f"than {BUSY_PCT:.0f} % of the CPU (up to {max(busy):.0f} %; see the last column of "
+        "the run list). Those runs are slower than the servers are."
+    )
+
+
 def _loads(values: list[float] | None) -> str:
     """Format load averages as 1.2, 0.8, 0.5."""
     return ", ".join(f"{v:.2f}" for v in values) if values else NA
@@ -396,10 +412,12 @@ def _runs_section(figures: dict) -> list[str]:
             fmt(run["p99_ms"]),
             str(run["requests"]),
             str(run["non_2xx"] + run["socket_errors"]),
+            fmt(run.get("other_cpu_pct"), 0),
         ]
         for run in figures.get("runs", [])
     ]
     header = ["#", "server", "connections", "req/s", "p50 ms", "p99 ms", "requests", "errors"]
+    header.append("other work, % CPU")
     return ["### Every wrk run, in order", "", *table(header, rows)]
 
 
@@ -450,6 +468,9 @@ def markdown(figures: dict) -> str:
         "",
         "![requests/s, p50 latency and batch rows/s for each server](benchmarks.png)",
     ]
+    note = busy_note(figures)
+    if note:
+        intro += ["", f"**{note}**"]
     sections = [
         intro,
         _targets_section(figures),
@@ -490,6 +511,9 @@ def summary(figures: dict) -> str:
         f"in-process 1 row: pipeline {fmt(inprocess_ms(figures, 'pipeline', 1), 3)} ms, "
         f"fast {fmt(inprocess_ms(figures, 'fast', 1), 3)} ms"
     )
+    note = busy_note(figures)
+    if note:
+        lines.append(f"NOTE: {note}")
     lines.append("targets:")
     lines += [f"  {t.verdict:<12} {t.name}: {t.measured} (goal {t.goal})" for t in targets(figures)]
     return "\n".join(lines)

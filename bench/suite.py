@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -138,6 +139,30 @@ def write_scripts(names, frame, directory: Path) -> dict[str, Path]:
     return paths
 
 
+def _cpu_snapshot(started: dict[str, servers.Server], measured: servers.Server) -> dict:
+    """Return the CPU seconds so far of the machine, wrk, the measured server and all ours."""
+    return {
+        "machine": system.busy_cpu_s(),
+        "wrk": system.children_cpu_s(),
+        "server": servers.tree_cpu_s(measured),
+        "ours": sum(servers.tree_cpu_s(s) for s in started.values()),
+        "at": time.perf_counter(),
+    }
+
+
+def _cpu_used(before: dict, after: dict) -> dict[str, float]:
+    """Return the measured server's CPU seconds and what else used the machine, in percent.
+
+    "Other" is everything but our servers, wrk and this harness: other people's work on a
+    shared machine, which slows the run down and should be read with the figures.
+    """
+    delta = {key: after[key] - before[key] for key in before}
+    cores = os.cpu_count() or 1
+    other = delta["machine"] - delta["wrk"] - delta["ours"]
+    # The harness itself idles in wait(); snapshot noise can make "other" a hair negative.
+    return {"server": delta["server"], "other_pct": max(0.0, 100 * other / (delta["at"] * cores))}
+
+
 def measure_load(
     settings: Settings, started: dict[str, servers.Server], scripts: dict[str, Path], say: Say
 ) -> tuple[dict, list[dict]]:
@@ -157,12 +182,16 @@ def measure_load(
         for c in settings.connections:
             for name, server in order:
                 url = server.spec.url(server.spec.predict_path)
-                cpu_before = servers.tree_cpu_s(server)
+                before = _cpu_snapshot(started, server)
                 result = load.run_wrk(
                     url, scripts[name], c, settings.duration_s, settings.wrk_threads, name
                 )
-                cpu = servers.tree_cpu_s(server) - cpu_before
-                figures = {**result.as_dict(), "cpu_ms_per_request": cpu / result.requests * 1000}
+                cpu = _cpu_used(before, _cpu_snapshot(started, server))
+                figures = {
+                    **result.as_dict(),
+                    "cpu_ms_per_request": cpu["server"] / result.requests * 1000,
+                    "other_cpu_pct": cpu["other_pct"],
+                }
                 results[name].setdefault(str(c), []).append(figures)
                 runs.append({"order": len(runs) + 1, "server": name, "connections": c, **figures})
                 say(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 import subprocess
 from datetime import UTC, datetime
 from importlib import metadata
@@ -65,6 +66,18 @@ def load_average() -> list[float]:
 def cpu_busy(seconds: float = 1.0) -> float:
     """Return the whole machine's CPU use in percent over the next ``seconds``."""
     return psutil.cpu_percent(interval=seconds)
+
+
+def busy_cpu_s() -> float:
+    """Return the CPU seconds all cores have spent busy since boot (not idle, not iowait)."""
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+
+def children_cpu_s() -> float:
+    """Return the CPU seconds of this process's finished and waited-for children (wrk)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def versions() -> dict[str, str]:

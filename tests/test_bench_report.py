@@ -194,3 +194,13 @@ def test_profile_breakdown_counts_only_request_samples_once_each():
         ("predict_proba (penguins/fastpath.py)", 60.0),
         ("record (penguins/predlog.py)", 20.0),
     ]
+
+
+def test_runs_slowed_by_other_work_are_flagged():
+    assert report.busy_note(FIGURES) is None
+    figures = copy.deepcopy(FIGURES)
+    figures["runs"][1]["other_cpu_pct"] = 45.0
+    figures["runs"][0]["other_cpu_pct"] = 2.0
+    note = report.busy_note(figures)
+    assert note is not None and "1 of 2 wrk runs" in note and "up to 45 %" in note
+    assert note in report.markdown(figures)
