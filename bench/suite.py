@@ -15,6 +15,7 @@ from pathlib import Path
 import requests
 
 from bench import load, profile, servers, system, timing, workload
+from bench.report import BUSY_PCT
 from penguins.config import PROJECT_DIR
 
 Say = Callable[[str], None]
@@ -45,6 +46,7 @@ class Settings:
     inprocess_budget_s: float = 1.0
     warmup_s: float = 2.0
     profile_s: float = 8.0  # 0: no profile
+    busy_retries: int = 1  # redo a wrk run this often while other work takes > BUSY_PCT
 
     @property
     def model_uri(self) -> str:
@@ -163,6 +165,43 @@ def _cpu_used(before: dict, after: dict) -> dict[str, float]:
     return {"server": delta["server"], "other_pct": max(0.0, 100 * other / (delta["at"] * cores))}
 
 
+def measure_run(
+    settings: Settings,
+    started: dict[str, servers.Server],
+    server: servers.Server,
+    script: Path,
+    connections: int,
+    say: Say,
+) -> dict:
+    """Run wrk once on a server; redo it while other work took much of the machine.
+
+    The attempt kept is the one with the least other work, whatever its speed, so the
+    choice never looks at the figures being measured.
+    """
+    url = server.spec.url(server.spec.predict_path)
+    attempts = []
+    for attempt in range(1 + settings.busy_retries):
+        if attempt:
+            say(f"  other work took {attempts[-1]['other_cpu_pct']:.0f} % of the CPU: again")
+            time.sleep(2)
+        before = _cpu_snapshot(started, server)
+        result = load.run_wrk(
+            url, script, connections, settings.duration_s, settings.wrk_threads, server.spec.name
+        )
+        cpu = _cpu_used(before, _cpu_snapshot(started, server))
+        attempts.append(
+            {
+                **result.as_dict(),
+                "cpu_ms_per_request": cpu["server"] / result.requests * 1000,
+                "other_cpu_pct": cpu["other_pct"],
+            }
+        )
+        if cpu["other_pct"] <= BUSY_PCT:
+            break
+    best = min(attempts, key=lambda a: a["other_cpu_pct"])
+    return {**best, "attempts": len(attempts)}
+
+
 def measure_load(
     settings: Settings, started: dict[str, servers.Server], scripts: dict[str, Path], say: Say
 ) -> tuple[dict, list[dict]]:
@@ -181,23 +220,13 @@ def measure_load(
             order.reverse()
         for c in settings.connections:
             for name, server in order:
-                url = server.spec.url(server.spec.predict_path)
-                before = _cpu_snapshot(started, server)
-                result = load.run_wrk(
-                    url, scripts[name], c, settings.duration_s, settings.wrk_threads, name
-                )
-                cpu = _cpu_used(before, _cpu_snapshot(started, server))
-                figures = {
-                    **result.as_dict(),
-                    "cpu_ms_per_request": cpu["server"] / result.requests * 1000,
-                    "other_cpu_pct": cpu["other_pct"],
-                }
+                figures = measure_run(settings, started, server, scripts[name], c, say)
                 results[name].setdefault(str(c), []).append(figures)
                 runs.append({"order": len(runs) + 1, "server": name, "connections": c, **figures})
                 say(
                     f"  run {repeat + 1}/{settings.repeats} c={c:<3} {name:<10}"
-                    f"{result.rps:>9,.0f} req/s  p50 {result.p50_ms:.2f} ms"
-                    f"  p99 {result.p99_ms:.2f} ms"
+                    f"{figures['rps']:>9,.0f} req/s  p50 {figures['p50_ms']:.2f} ms"
+                    f"  p99 {figures['p99_ms']:.2f} ms  other work {figures['other_cpu_pct']:.0f} %"
                 )
     return results, runs
 
