@@ -330,8 +330,9 @@ def _profile_section(figures: dict) -> list[str]:
         "",
         f"py-spy sampled every worker for {fmt(found.get('seconds'), 0)} s while wrk sent "
         f"one-row requests on 1 connection ({fmt(found.get('rps'), 0)} req/s): "
-        f"{found['busy_samples']:,} samples inside request handling. Each sample counts once, "
-        "for the first bucket in this order that one of its frames belongs to.",
+        f"{found['busy_samples']:,} samples inside request handling. Each sample counts once: "
+        "for the library it is in (everything scikit-learn calls is the model's), else for "
+        "the innermost layer of its stack (our code, Flask, gunicorn).",
         "",
         *table(["bucket", "share of request samples"], buckets),
         "",
