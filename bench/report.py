@@ -318,28 +318,39 @@ def _serving_section(figures: dict) -> list[str]:
     ]
 
 
-def _profile_section(figures: dict) -> list[str]:
-    """Return the lines of the py-spy breakdown of our one-row /predict, if there is one."""
-    found = figures.get("profile") or {}
-    if not found.get("busy_samples"):
-        return []
+def _profile_lines(found: dict) -> list[str]:
+    """Return the lines of one py-spy breakdown."""
     buckets = [[name, f"{share:.1f} %"] for name, share in found["buckets"].items()]
     own = [[f"`{frame}`", f"{share:.1f} %"] for frame, share in found["own_code"]]
     return [
-        "## Where our one-row /predict spends its time (py-spy)",
+        f"### {found.get('what', NA)}",
         "",
-        f"py-spy sampled every worker for {fmt(found.get('seconds'), 0)} s while wrk sent "
-        f"one-row requests on 1 connection ({fmt(found.get('rps'), 0)} req/s): "
-        f"{found['busy_samples']:,} samples inside request handling. Each sample counts once: "
-        "for the library it is in (everything scikit-learn calls is the model's), else for "
-        "the innermost layer of its stack (our code, Flask, gunicorn).",
+        f"py-spy sampled every worker for {fmt(found.get('seconds'), 0)} s at "
+        f"{found.get('rate', NA)}: {found['busy_samples']:,} samples inside request handling.",
         "",
         *table(["bucket", "share of request samples"], buckets),
         "",
-        "Our own functions, share of request samples spent inside them (inclusive):",
+        "Our own functions, share of the request samples spent inside them (inclusive):",
         "",
         *table(["function (file)", "share"], own),
     ]
+
+
+def _profile_section(figures: dict) -> list[str]:
+    """Return the lines of the py-spy breakdowns of our API, if there are any."""
+    found = [p for p in (figures.get("profile") or {}).values() if p.get("busy_samples")]
+    if not found:
+        return []
+    lines = [
+        "## Where our API spends its time (py-spy)",
+        "",
+        "Each sample counts once: for the library it is in (everything scikit-learn calls "
+        "is the model's time), else for the innermost layer of its stack (our code, Flask, "
+        "gunicorn). Sampling on a shared machine is noisy: a few points either way.",
+    ]
+    for one in found:
+        lines += ["", *_profile_lines(one)]
+    return lines
 
 
 def _settings_text(settings: dict) -> str:

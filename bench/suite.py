@@ -243,17 +243,26 @@ def measure_batch(settings: Settings, started: dict[str, servers.Server], say: S
     return out
 
 
-def measure_profile(settings: Settings, server: servers.Server, script: Path, say: Say) -> dict:
-    """Sample the server's workers with py-spy during one-connection wrk; {} if unable."""
+def profiled(
+    settings: Settings,
+    server: servers.Server,
+    key: str,
+    what: str,
+    drive: Callable[[float], str],
+    say: Say,
+) -> dict:
+    """Sample the server's workers with py-spy while ``drive`` loads it; {} if unable.
+
+    ``drive(seconds)`` sends traffic for at least that long and describes its rate.
+    """
     if profile.py_spy() is None:
         say("py-spy is not installed (pip install -r requirements-dev.txt): no profile")
         return {}
-    say(f"profile: py-spy on {server.spec.name} for {settings.profile_s:.0f} s at 1 connection")
-    out = server.log_path.with_name(f"profile-{server.spec.name}.txt")
+    say(f"profile: py-spy on {server.spec.name} for {settings.profile_s:.0f} s, {what}")
+    out = server.log_path.with_name(f"profile-{server.spec.name}-{key}.txt")
     recorder = profile.start_recording(server.process.pid, settings.profile_s, out)
     try:
-        url = server.spec.url(server.spec.predict_path)
-        result = load.run_wrk(url, script, 1, settings.profile_s + 1, 1, "profile")
+        rate = drive(settings.profile_s + 1)
     finally:
         try:
             _, stderr = recorder.communicate(timeout=settings.profile_s + 30)
@@ -264,9 +273,40 @@ def measure_profile(settings: Settings, server: servers.Server, script: Path, sa
         say(f"py-spy failed ({recorder.returncode}): {stderr.strip()[-300:]}; no profile")
         return {}
     found = profile.breakdown(profile.parse_folded(out.read_text()))
-    found["rps"] = result.rps
-    found["seconds"] = settings.profile_s
-    return found
+    return {**found, "what": what, "rate": rate, "seconds": settings.profile_s}
+
+
+def measure_profiles(settings: Settings, server: servers.Server, script: Path, say: Say) -> dict:
+    """Profile one-row /predict under wrk and the big /predict/batch under repeated POSTs."""
+
+    def one_row(seconds: float) -> str:
+        url = server.spec.url(server.spec.predict_path)
+        result = load.run_wrk(url, script, 1, seconds, 1, "profile")
+        return f"{result.rps:,.0f} req/s"
+
+    frame = workload.rows(settings.batch_rows)
+    body = workload.ours_batch(frame)
+
+    def batch(seconds: float) -> str:
+        url, deadline, posts = server.spec.url(server.spec.batch_path), time.perf_counter(), []
+        deadline += seconds
+        while time.perf_counter() < deadline:
+            posts += timing.post_timings(url, body, 1, warmup=0)
+        return f"{settings.batch_rows * len(posts) / sum(posts):,.0f} rows/s"
+
+    return {
+        "predict": profiled(
+            settings, server, "predict", "one-row /predict, wrk at 1 connection", one_row, say
+        ),
+        "batch": profiled(
+            settings,
+            server,
+            "batch",
+            f"{settings.batch_rows:,}-row /predict/batch, one POST at a time",
+            batch,
+            say,
+        ),
+    }
 
 
 def run(settings: Settings, say: Say = print) -> dict:
@@ -335,7 +375,7 @@ def run(settings: Settings, say: Say = print) -> dict:
             figures["metrics_scrape_ms"] = [s * 1000 for s in scrapes]
         figures["memory"] = {name: servers.tree_memory(s) for name, s in started.items()}
         if "ours" in started and settings.profile_s > 0:
-            figures["profile"] = measure_profile(settings, started["ours"], scripts["ours"], say)
+            figures["profile"] = measure_profiles(settings, started["ours"], scripts["ours"], say)
         figures["load_after"] = system.load_average()
     # With every server stopped: what the rest of the machine was doing at the end.
     figures["cpu_busy_after"] = system.cpu_busy()

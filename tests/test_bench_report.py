@@ -103,12 +103,16 @@ FIGURES = {
     "batch": {"rows": 10000, "ours": [0.05, 0.04, 0.06], "mlflow": [0.1, 0.1, 0.1]},
     "metrics_scrape_ms": [1.0, 2.0, 3.0],
     "profile": {
-        "samples": 1000,
-        "busy_samples": 900,
-        "seconds": 8,
-        "rps": 400.0,
-        "buckets": {"model: predict_proba": 60.0, "gunicorn: sockets": 40.0},
-        "own_code": [["predict (penguins/api.py:233)", 95.0]],
+        "predict": {
+            "what": "one-row /predict, wrk at 1 connection",
+            "rate": "400 req/s",
+            "samples": 1000,
+            "busy_samples": 900,
+            "seconds": 8,
+            "buckets": {"model: predict_proba": 60.0, "gunicorn: sockets": 40.0},
+            "own_code": [["predict (penguins/api.py)", 95.0]],
+        },
+        "batch": {},
     },
     "memory": {
         "ours": {"rss_mb": 500.0, "pss_mb": 300.0, "uss_mb": 250.0, "processes": 3},
@@ -142,7 +146,8 @@ def test_markdown_holds_every_section_figure_and_ratio():
     assert "0.10, 0.20, 0.30 / 1.00, 0.50, 0.40" in text
     assert "| 8 | 0.33 | 10.00 | 6.67 |" in text  # CPU ms per request
     assert "| model: predict_proba | 60.0 % |" in text
-    assert "| `predict (penguins/api.py:233)` | 95.0 % |" in text
+    assert "| `predict (penguins/api.py)` | 95.0 % |" in text
+    assert "### one-row /predict, wrk at 1 connection" in text
     assert "**missed**" in text
     assert "benchmarks.png" in text
 
