@@ -162,7 +162,9 @@ class PredictionLog:
     def get(self, prediction_id: str) -> dict | None:
         """Return one logged prediction as a dict, or None."""
         with self._lock:
-            cur = self._connect().execute("SELECT * FROM predictions WHERE id = ?", (prediction_id,))
+            cur = self._connect().execute(
+                "SELECT * FROM predictions WHERE id = ?", (prediction_id,)
+            )
             row = cur.fetchone()
             names = [d[0] for d in cur.description]
         return dict(zip(names, row, strict=True)) if row else None

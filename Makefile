@@ -1,0 +1,60 @@
+# The commands a user would guess. Everything runs from the project's virtualenv.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: all setup run train serve exporter traffic test lint format mlflow-ui clean
+
+all: run
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+## setup: create the virtualenv and install the pinned requirements
+setup: $(STAMP)
+
+## run: the main job on the embedded defaults (train, then serve the champion)
+run: train serve
+
+## train: train, track and register the models (python modelling.py)
+train: setup
+	$(PY) modelling.py
+
+## serve: serve the champion on port 5000 (python ml_serving.py)
+serve: setup
+	$(PY) ml_serving.py
+
+## exporter: system and model-quality metrics on port 8000
+exporter: setup
+	$(PY) prometheus_exporter.py
+
+## traffic: send realistic traffic to the API
+traffic: setup
+	$(PY) inference.py
+
+## test: lint, then the whole test suite
+test: setup
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest
+
+## lint: ruff lint and format check
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+## format: apply ruff's formatting and safe fixes
+format: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+## mlflow-ui: browse runs and the registry on http://localhost:5001
+mlflow-ui: setup
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5001
+
+## clean: remove local stores and caches (not the virtualenv)
+clean:
+	rm -rf mlflow.db mlartifacts predictions.db predictions.db-* .pytest_cache .ruff_cache
