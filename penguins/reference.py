@@ -16,11 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import mlflow
 import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from penguins.features import FEATURES
+from penguins.registry import REFERENCE_ARTIFACT, get_alias_version
 
-REFERENCE_ARTIFACT = "reference/training_data.csv"
 # A model version's reference never changes, so a few cached versions are enough to
 # switch back and forth between champions without downloading again.
 CACHED_VERSIONS = 4
@@ -76,24 +79,15 @@ def read_reference_csv(path: str | Path) -> pd.DataFrame:
 
 def resolve_alias(tracking_uri: str, model_name: str, alias: str) -> tuple[str, str]:
     """Return (version, run_id) of ``models:/model_name@alias``."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
     missing = sqlite_store_missing(tracking_uri)
     if missing is not None:
         raise ReferenceUnavailable(f"no tracking store yet at {missing} (train a model first)")
-    client = MlflowClient(tracking_uri=tracking_uri)
-    try:
-        model = client.get_registered_model(model_name)
-    except MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            raise ReferenceUnavailable(
-                f"no registered model {model_name!r} in {tracking_uri} (train a model first)"
-            ) from None
-        raise
-    if alias not in model.aliases:
-        raise ReferenceUnavailable(f"registered model {model_name!r} has no alias {alias!r} yet")
-    version = client.get_model_version(model_name, str(model.aliases[alias]))
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    version = get_alias_version(client, model_name, alias)
+    if version is None:
+        raise ReferenceUnavailable(
+            f"no model models:/{model_name}@{alias} in {tracking_uri} (train a model first)"
+        )
     if not version.run_id:
         raise ReferenceDataError(f"models:/{model_name}@{alias} (v{version.version}) has no run")
     return str(version.version), version.run_id
@@ -101,9 +95,6 @@ def resolve_alias(tracking_uri: str, model_name: str, alias: str) -> tuple[str, 
 
 def download_reference(tracking_uri: str, run_id: str) -> pd.DataFrame:
     """Download and read the training data artifact of a run."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
     with tempfile.TemporaryDirectory(prefix="penguins-reference-") as tmp:
         try:
             path = mlflow.artifacts.download_artifacts(

@@ -11,7 +11,7 @@ import pandas as pd
 from penguins.config import DEFAULT_MODEL_ALIAS, DEFAULT_MODEL_NAME
 from penguins.features import FEATURES, TARGET
 from penguins.predlog import PredictionLog, PredictionRecord
-from penguins.reference import REFERENCE_ARTIFACT
+from penguins.registry import REFERENCE_ARTIFACT
 
 
 def log_inputs(

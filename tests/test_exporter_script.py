@@ -18,7 +18,7 @@ from penguins.config import DEFAULT_DATA_PATH, PROJECT_DIR
 from penguins.features import load_dataset
 from penguins.predlog import PredictionLog
 from penguins.traffic import sample_inputs
-from tests.monitoring_support import log_inputs, register_reference
+from tests.monitoring_support import log_inputs
 from tests.support import free_port, wait_for_http
 
 pytestmark = pytest.mark.integration
@@ -92,12 +92,15 @@ def test_without_a_tracking_store_it_serves_system_metrics_and_says_why(tmp_path
     assert not db.exists()
 
 
-def test_drift_and_live_accuracy_of_a_real_champion_over_http(tmp_path: Path):
+def test_drift_and_live_accuracy_of_a_trained_champion_over_http(tmp_path: Path, trained_store):
+    from mlflow import MlflowClient
+
     data = load_dataset(DEFAULT_DATA_PATH)
-    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    version, run_id = register_reference(
-        tracking_uri, tmp_path / "artifacts", data.sample(frac=0.8, random_state=0)
+    tracking_uri = trained_store.tracking_uri
+    champion = MlflowClient(tracking_uri).get_model_version_by_alias(
+        trained_store.model_name, trained_store.alias
     )
+    version, run_id = str(champion.version), champion.run_id
     log_uri = f"sqlite:///{tmp_path / 'predictions.db'}"
     log = PredictionLog(log_uri)
     inputs = sample_inputs(data, 500, np.random.default_rng(5), drift=True)

@@ -60,9 +60,9 @@ def test_a_missing_sqlite_store_is_reported_and_not_created(tmp_path: Path, capl
 def test_an_unregistered_model_and_a_missing_alias_are_unavailable(store, data):
     tracking_uri, artifacts = store
     register_reference(tracking_uri, artifacts, data, model_name="other-model")
-    with pytest.raises(ReferenceUnavailable, match="no registered model"):
+    with pytest.raises(ReferenceUnavailable, match="no model"):
         resolve_alias(tracking_uri, DEFAULT_MODEL_NAME, DEFAULT_MODEL_ALIAS)
-    with pytest.raises(ReferenceUnavailable, match="no alias"):
+    with pytest.raises(ReferenceUnavailable, match="challenger"):
         resolve_alias(tracking_uri, "other-model", "challenger")
 
 
@@ -145,3 +145,18 @@ def test_tracker_keeps_the_last_good_reference_when_a_refresh_fails(store, data)
     with pytest.raises(ReferenceDataError):
         tracker.current()
     assert tracker.current().version == v1  # no new look-up until the next period
+
+
+def test_the_champion_trained_by_modelling_brings_its_training_split(trained_store, data):
+    from mlflow import MlflowClient
+
+    reference = load_reference(trained_store.tracking_uri, trained_store.model_name, "champion")
+    champion = MlflowClient(trained_store.tracking_uri).get_model_version_by_alias(
+        trained_store.model_name, trained_store.alias
+    )
+    assert (reference.version, reference.run_id) == (str(champion.version), champion.run_id)
+    # The training split of a stratified 80/20 split of the data, with the label.
+    assert len(reference.data) == pytest.approx(0.8 * len(data), abs=1)
+    assert set(reference.data["species"]) == set(data["species"])
+    merged = reference.data.merge(data.drop_duplicates(), how="left", indicator=True)
+    assert (merged["_merge"] == "both").all()  # every reference row is a row of the data
