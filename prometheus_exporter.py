@@ -27,6 +27,7 @@ from penguins.config import (
 from penguins.exporter import MonitoringCollector, MonitorSettings
 from penguins.predlog import PredictionLog
 from penguins.reference import ReferenceTracker
+from penguins.registry import limit_http_retries
 
 logger = logging.getLogger("prometheus_exporter")
 
@@ -153,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # MLflow draws a progress bar on every artifact download; in a server log it is noise.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # A scrape that meets an unreachable tracking server must not hang for minutes.
+    limit_http_retries()
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
