@@ -43,6 +43,17 @@ def test_fast_path_equals_the_pipeline_on_every_row(fitted, data, name):
     assert verify(fast, pipeline, data) <= TOLERANCE
 
 
+@pytest.mark.parametrize("name", [c.name for c in candidates()])
+def test_fast_path_equals_the_pipeline_row_by_row(fitted, data, name):
+    """One-row requests take the per-row paths (the forest's numpy walk among them)."""
+    pipeline = fitted[name]
+    fast = FastPredictor(pipeline)
+    rows = data[list(FEATURES)]
+    expected = pipeline.predict_proba(rows)
+    got = np.vstack([fast.predict_proba(row[None, :]) for row in rows.to_numpy(dtype=float)])
+    assert np.max(np.abs(got - expected)) <= TOLERANCE
+
+
 def test_fast_path_equals_the_logged_champion(trained_store, data):
     mlflow.set_registry_uri(trained_store.tracking_uri)
     pipeline = mlflow.sklearn.load_model(trained_store.model_uri)
