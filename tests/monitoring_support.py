@@ -54,7 +54,8 @@ def register_reference(
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    client = MlflowClient(tracking_uri=tracking_uri)
+    # Explicit registry: training sets a process-wide registry URI that would win otherwise.
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     experiment = client.get_experiment_by_name("penguins-monitoring-test")
     if experiment is None:
         experiment_id = client.create_experiment(

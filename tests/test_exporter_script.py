@@ -97,7 +97,7 @@ def test_drift_and_live_accuracy_of_a_trained_champion_over_http(tmp_path: Path,
 
     data = load_dataset(DEFAULT_DATA_PATH)
     tracking_uri = trained_store.tracking_uri
-    champion = MlflowClient(tracking_uri).get_model_version_by_alias(
+    champion = MlflowClient(tracking_uri, registry_uri=tracking_uri).get_model_version_by_alias(
         trained_store.model_name, trained_store.alias
     )
     version, run_id = str(champion.version), champion.run_id

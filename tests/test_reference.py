@@ -124,7 +124,7 @@ def test_tracker_follows_the_alias_no_more_often_than_the_refresh_period(store, 
     # Moving the alias back reuses the cached reference of version 1.
     from mlflow import MlflowClient
 
-    MlflowClient(tracking_uri).set_registered_model_alias(
+    MlflowClient(tracking_uri, registry_uri=tracking_uri).set_registered_model_alias(
         DEFAULT_MODEL_NAME, DEFAULT_MODEL_ALIAS, v1
     )
     clock.now = 90
@@ -151,7 +151,8 @@ def test_the_champion_trained_by_modelling_brings_its_training_split(trained_sto
     from mlflow import MlflowClient
 
     reference = load_reference(trained_store.tracking_uri, trained_store.model_name, "champion")
-    champion = MlflowClient(trained_store.tracking_uri).get_model_version_by_alias(
+    uri = trained_store.tracking_uri
+    champion = MlflowClient(uri, registry_uri=uri).get_model_version_by_alias(
         trained_store.model_name, trained_store.alias
     )
     assert (reference.version, reference.run_id) == (str(champion.version), champion.run_id)
