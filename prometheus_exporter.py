@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import threading
 
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         collector = build_collector(args)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, sqlite3.Error) as exc:
         logger.error("cannot open the prediction log %s: %s", args.prediction_log, exc)
         return 1
     registry = CollectorRegistry()
@@ -182,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     server.shutdown()
     server.server_close()
     thread.join(timeout=5)
+    collector.log.close()
     logger.info("stopped")
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -133,3 +134,26 @@ def test_a_port_in_use_fails_with_one_clear_line(tmp_path: Path):
         )  # fmt: skip
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "code", "message"),
+    [
+        (["--prediction-log", "predictions.db"], {}, 1, "must look like sqlite:///PATH"),
+        (
+            ["--prediction-log", "sqlite:////proc/no/such.db"],
+            {},
+            1,
+            "cannot open the prediction log",
+        ),
+        ([], {"PROMETHEUS_PORT": "eighty"}, 2, "PROMETHEUS_PORT must be an integer"),
+        (["--drift-window", "0"], {}, 2, "--drift-window must be at least 1"),
+    ],
+)
+def test_bad_settings_fail_with_a_clear_line(argv, env, code, message):
+    result = subprocess.run(
+        [sys.executable, "prometheus_exporter.py", *argv],
+        cwd=PROJECT_DIR, env={**os.environ, **env}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == code
+    assert message in result.stderr
