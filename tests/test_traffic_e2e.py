@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,3 +143,25 @@ def test_the_exporter_reads_the_log_the_api_wrote(api, tmp_path, trained_store):
         assert sum(r[2] for r in rows) >= summary["feedback_calls"]
     finally:
         log.close()
+
+
+def test_duration_zero_runs_until_ctrl_c_then_summarises(api):
+    url, _ = api
+    proc = subprocess.Popen(
+        [sys.executable, "inference.py", "--url", url, "--duration", "0", "--rate", "10",
+         "--no-progress"],
+        cwd=PROJECT_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(3)
+        assert proc.poll() is None, "inference.py --duration 0 stopped by itself"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "interrupted" in err
+    sent = int(out.split("Sent ")[1].split()[0])
+    assert 10 <= sent <= 60  # about 3 s at 10 per second
