@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -192,7 +193,7 @@ def test_a_failing_psutil_call_costs_only_its_own_gauge(log, reference, monkeypa
 
 def test_a_broken_prediction_log_leaves_the_system_metrics(log, data, reference, tmp_path):
     log_inputs(log, sample_inputs(data, 300, np.random.default_rng(18)))
-    with sqlite3.connect(tmp_path / "predictions.db") as conn:
+    with closing(sqlite3.connect(tmp_path / "predictions.db")) as conn, conn:
         conn.execute("DROP TABLE predictions")
     registry = scrape(log, reference)
     assert registry.get_sample_value("system_cpu_usage_percent") is not None

@@ -11,6 +11,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -127,7 +128,7 @@ def test_the_exporter_reads_the_log_the_api_wrote(api, tmp_path, trained_store):
         for feature in ("body_mass_g", "flipper_length_mm"):
             assert registry.get_sample_value("ml_feature_drift_psi", {"feature": feature}) > 0.2
 
-        with sqlite3.connect(log.path) as conn:
+        with closing(sqlite3.connect(log.path)) as conn:
             rows = conn.execute(
                 "SELECT model_name, model_version, COUNT(*), SUM(predicted_species = "
                 "actual_species) FROM predictions WHERE actual_species IS NOT NULL "
