@@ -1,0 +1,159 @@
+"""Read the monitoring files (prometheus.yml, rules, dashboards) the way the tests need them."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+PROMETHEUS_CONFIG = REPO / "prometheus.yml"
+RULES_DIR = REPO / "prometheus" / "rules"
+RULE_TESTS_DIR = REPO / "prometheus" / "tests"
+DASHBOARDS_DIR = REPO / "grafana" / "dashboards"
+PROVISIONING_DIR = REPO / "grafana" / "provisioning"
+COMPOSE_FILE = REPO / "docker-compose.yml"
+
+DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
+DASHBOARD_UIDS = {"penguins-ml-api", "penguins-system"}
+JOBS = {"penguins-api", "penguins-exporter", "node", "prometheus"}
+
+# Names from CONTRACT.md. Histograms also expose _bucket, _sum and _count.
+API_COUNTERS_AND_GAUGES = {
+    "ml_requests_total",
+    "ml_predictions_total",
+    "ml_model_accuracy",
+    "ml_model_info",
+    "ml_feedback_total",
+    "ml_model_reloads_total",
+}
+API_HISTOGRAMS = {"ml_request_duration_seconds", "ml_prediction_confidence", "ml_batch_size"}
+EXPORTER_ML_METRICS = {"ml_model_live_accuracy", "ml_feature_drift_psi", "ml_drift_detected"}
+EXPORTER_SYSTEM_METRICS = {
+    "system_cpu_usage_percent",
+    "system_memory_usage_percent",
+    "system_disk_usage_percent",
+}
+CONTRACT_METRICS = (
+    API_COUNTERS_AND_GAUGES
+    | {f"{name}{suffix}" for name in API_HISTOGRAMS for suffix in ("_bucket", "_sum", "_count")}
+    | EXPORTER_ML_METRICS
+    | EXPORTER_SYSTEM_METRICS
+)
+# Series Prometheus makes itself: scrape health and alert state.
+SYNTHETIC_METRICS = {"up", "ALERTS"}
+CONTRACT_ALERTS = {
+    "MLApiDown",
+    "MLApiHighErrorRate",
+    "MLApiHighLatency",
+    "MLModelLiveAccuracyLow",
+    "MLFeatureDrift",
+    "MLExporterDown",
+    "HostHighCpu",
+    "HostHighMemory",
+    "HostDiskAlmostFull",
+}
+
+PROMQL_KEYWORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "inf",
+    "nan",
+}
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
+_GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
+# Possessive `*+`: without it a function name backtracks to a shorter "metric" (`su` of `sum(`).
+_IDENTIFIER = re.compile(r"(?<![\w.:])([A-Za-z_:][\w:]*+)(?!\s*\()")
+
+
+def metric_names(expr: str) -> set[str]:
+    """Return the metric names a PromQL expression selects (functions and labels left out)."""
+    text = _STRING.sub('""', expr)
+    text = re.sub(r"\{[^}]*\}", "", text)
+    text = re.sub(r"\[[^\]]*\]", "", text)
+    text = _GROUPING.sub("", text)
+    return {name for name in _IDENTIFIER.findall(text) if name.lower() not in PROMQL_KEYWORDS}
+
+
+def load_yaml(path: Path) -> dict:
+    """Parse one YAML file."""
+    return yaml.safe_load(path.read_text())
+
+
+def rule_files() -> list[Path]:
+    """Return the rule files, sorted."""
+    return sorted(RULES_DIR.glob("*.yml"))
+
+
+def rules() -> list[dict]:
+    """Return every rule (recording and alerting) of every rule file."""
+    return [
+        rule
+        for path in rule_files()
+        for group in load_yaml(path)["groups"]
+        for rule in group["rules"]
+    ]
+
+
+def recording_rules() -> dict[str, str]:
+    """Return recording rule name -> expression."""
+    return {rule["record"]: rule["expr"] for rule in rules() if "record" in rule}
+
+
+def alert_rules() -> dict[str, dict]:
+    """Return alert name -> rule."""
+    return {rule["alert"]: rule for rule in rules() if "alert" in rule}
+
+
+def underlying_metrics(names: set[str], recorded: dict[str, str]) -> set[str]:
+    """Return ``names`` with every recording rule replaced by the metrics it is computed from."""
+    out: set[str] = set()
+    pending = list(names)
+    while pending:
+        name = pending.pop()
+        if name in recorded:
+            pending.extend(metric_names(recorded[name]) - out)
+        out.add(name)
+    return out
+
+
+def dashboards() -> dict[str, dict]:
+    """Return file name -> parsed dashboard JSON, for every dashboard file."""
+    return {
+        path.name: json.loads(path.read_text()) for path in sorted(DASHBOARDS_DIR.glob("*.json"))
+    }
+
+
+def panels(dashboard: dict) -> list[dict]:
+    """Return every panel of a dashboard, including panels nested in collapsed rows."""
+    out = []
+    for panel in dashboard.get("panels", []):
+        out.append(panel)
+        out.extend(panel.get("panels", []))
+    return out
+
+
+def query_panels(dashboard: dict) -> list[dict]:
+    """Return the panels that show data (not rows or text)."""
+    return [panel for panel in panels(dashboard) if panel.get("type") not in ("row", "text")]
+
+
+def panel_queries() -> list[tuple[str, str, str]]:
+    """Return (dashboard uid, panel title, expr) for every query of every dashboard."""
+    return [
+        (dashboard["uid"], panel["title"], target["expr"])
+        for dashboard in dashboards().values()
+        for panel in query_panels(dashboard)
+        for target in panel.get("targets", [])
+    ]

@@ -1,0 +1,179 @@
+"""The provisioned Grafana dashboards: identity, data source, queries, units and thresholds."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+import yaml
+
+from tests.monitoring_files import (
+    API_COUNTERS_AND_GAUGES,
+    API_HISTOGRAMS,
+    CONTRACT_METRICS,
+    DASHBOARD_UIDS,
+    DASHBOARDS_DIR,
+    DATASOURCE,
+    EXPORTER_ML_METRICS,
+    EXPORTER_SYSTEM_METRICS,
+    SYNTHETIC_METRICS,
+    alert_rules,
+    dashboards,
+    metric_names,
+    panel_queries,
+    query_panels,
+    recording_rules,
+)
+from tests.support import require_binary
+
+BOARDS = dashboards()
+
+
+def by_uid(uid: str) -> dict:
+    """Return the dashboard with this uid."""
+    return next(board for board in BOARDS.values() if board["uid"] == uid)
+
+
+def panel_metrics(panel: dict) -> set[str]:
+    """Return the metric names (recording rules included) a panel's queries select."""
+    return set().union(*(metric_names(t["expr"]) for t in panel.get("targets", [])))
+
+
+def dashboard_metrics(uid: str) -> set[str]:
+    """Return every metric a dashboard reads, recording rules expanded to their sources."""
+    recorded = recording_rules()
+    names = set().union(*(panel_metrics(p) for p in query_panels(by_uid(uid))))
+    pending, out = list(names), set()
+    while pending:
+        name = pending.pop()
+        out.add(name)
+        if name in recorded:
+            pending.extend(metric_names(recorded[name]) - out)
+    return out
+
+
+def test_dashboards_have_stable_uids_shared_title_prefix_and_tag():
+    assert {board["uid"] for board in BOARDS.values()} == DASHBOARD_UIDS
+    for name, board in BOARDS.items():
+        assert name == f"{board['uid']}.json"
+        assert board["title"].startswith("Penguins / "), board["title"]
+        assert "penguins" in board["tags"]
+        assert board.get("id") is None, "provisioned dashboards must not carry a database id"
+        assert board["schemaVersion"] >= 36
+
+
+def test_no_dashboard_uses_a_datasource_variable():
+    for path in DASHBOARDS_DIR.glob("*.json"):
+        assert "DS_PROMETHEUS" not in path.read_text(), path.name
+        assert "__inputs" not in path.read_text(), path.name
+
+
+@pytest.mark.parametrize("uid", sorted(DASHBOARD_UIDS))
+def test_every_panel_queries_the_provisioned_datasource_with_a_unit(uid):
+    board = by_uid(uid)
+    shown = query_panels(board)
+    assert shown
+    for panel in shown:
+        title = panel["title"]
+        assert panel["datasource"] == DATASOURCE, title
+        assert panel["targets"], f"{title} has no query"
+        for target in panel["targets"]:
+            assert target["datasource"] == DATASOURCE, title
+            assert target["expr"].strip(), title
+        assert panel["fieldConfig"]["defaults"].get("unit"), f"{title} has no unit"
+
+
+@pytest.mark.parametrize("uid", sorted(DASHBOARD_UIDS))
+def test_panels_have_unique_ids_and_fit_the_grid(uid):
+    board = by_uid(uid)
+    ids = [panel["id"] for panel in board["panels"]]
+    assert len(ids) == len(set(ids))
+    for panel in board["panels"]:
+        grid = panel["gridPos"]
+        assert grid["x"] >= 0 and grid["w"] > 0 and grid["x"] + grid["w"] <= 24, panel["title"]
+        refs = [target["refId"] for target in panel.get("targets", [])]
+        assert all(refs) and len(refs) == len(set(refs)), panel["title"]
+
+
+def test_panel_queries_read_only_known_metrics():
+    recorded = recording_rules()
+    for uid, title, expr in panel_queries():
+        for name in metric_names(expr):
+            known = name in CONTRACT_METRICS | SYNTHETIC_METRICS or name in recorded
+            assert known or name.startswith("node_"), f"{uid} / {title}: unknown {name}"
+
+
+def test_panel_queries_are_valid_promql(tmp_path):
+    """promtool parses every query, written as a recording rule of a throwaway file."""
+    promtool = require_binary("promtool")
+    queries = panel_queries()
+    rules = [
+        {"record": f"dashboard_query_{number}", "expr": expr}
+        for number, (_, _, expr) in enumerate(queries)
+    ]
+    path = tmp_path / "dashboard_queries.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
+    result = subprocess.run(
+        [promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{len(queries)} rules found" in result.stdout
+
+
+def test_request_metrics_are_read_through_recording_rules():
+    # Dashboards and alerts must agree on what "error ratio" and "p95" mean.
+    for uid, title, expr in panel_queries():
+        raw = metric_names(expr) & {"ml_requests_total", "ml_request_duration_seconds_bucket"}
+        assert not raw, f"{uid} / {title} reads {raw} directly; query the recording rule"
+
+
+def test_ml_api_dashboard_shows_every_model_and_api_metric():
+    shown = dashboard_metrics("penguins-ml-api")
+    histograms = {f"{name}_bucket" for name in API_HISTOGRAMS}
+    expected = API_COUNTERS_AND_GAUGES | histograms | EXPORTER_ML_METRICS | {"ALERTS"}
+    assert expected - shown == set()
+
+
+def test_system_dashboard_compares_exporter_and_node_exporter():
+    shown = dashboard_metrics("penguins-system")
+    assert EXPORTER_SYSTEM_METRICS - shown == set()
+    for prefix in ("node_cpu_", "node_memory_", "node_filesystem_"):
+        assert any(name.startswith(prefix) for name in shown), prefix
+
+
+def alert_thresholds() -> dict[str, float]:
+    """Return metric -> threshold for alerts of the form `<metric selector> (<|>) <number>`."""
+    out = {}
+    for rule in alert_rules().values():
+        match = re.fullmatch(r"\s*([\w:]+)(?:\{[^}]*\})?\s*[<>]\s*([\d.]+)\s*", rule["expr"])
+        if match and match[1] != "up":
+            out[match[1]] = float(match[2])
+    return out
+
+
+def test_alert_thresholds_are_drawn_where_their_metric_is_shown():
+    thresholds = alert_thresholds()
+    assert len(thresholds) >= 7, thresholds
+    drawn = set()
+    for board in BOARDS.values():
+        for panel in query_panels(board):
+            defaults = panel["fieldConfig"]["defaults"]
+            steps = [s["value"] for s in defaults.get("thresholds", {}).get("steps", [])]
+            if len(steps) < 2:
+                continue  # panel shows no thresholds at all
+            for metric in panel_metrics(panel) & set(thresholds):
+                assert thresholds[metric] in steps, f"{panel['title']}: {metric} {steps}"
+                drawn.add(metric)
+    assert drawn == set(thresholds), "an alert's threshold is drawn on no panel"
+
+
+def test_drift_panel_draws_the_psi_threshold():
+    board = by_uid("penguins-ml-api")
+    psi = "feature:ml_feature_drift_psi:max"
+    drift = [panel for panel in query_panels(board) if psi in panel_metrics(panel)]
+    assert drift
+    for panel in drift:
+        defaults = panel["fieldConfig"]["defaults"]
+        assert {0.1, 0.2} <= {s["value"] for s in defaults["thresholds"]["steps"]}
+        assert defaults["custom"]["thresholdsStyle"]["mode"] != "off"

@@ -1,0 +1,225 @@
+"""End to end: the real API, exporter, node exporter and Prometheus, with this repo's config.
+
+Prometheus runs natively on a free port with prometheus.yml rewritten only where a
+test must differ from docker-compose: targets on 127.0.0.1, 1s intervals, rule files
+by absolute path. After traffic from inference.py, every target must be up, every
+rule file loaded without errors, and every panel query of both dashboards must
+return data: the dashboards, the rules and the metric names of the code agree.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from tests.monitoring_files import JOBS, PROMETHEUS_CONFIG, REPO, panel_queries, rule_files
+from tests.support import IN_CI, free_port, require_binary, wait_for_http
+
+pytestmark = pytest.mark.integration
+
+SCRIPTS = ("ml_serving.py", "prometheus_exporter.py", "inference.py")
+# Traffic for every panel: predictions with feedback (live accuracy needs 20 labels),
+# invalid requests (4xx), then drifted inputs (PSI needs 200 inputs; above 0.2 it puts
+# MLFeatureDrift in pending, so ALERTS has a series).
+TRAFFIC_RUNS = (
+    ("--count", "200", "--feedback-share", "1.0"),
+    ("--count", "40", "--invalid-share", "0.5"),
+    ("--count", "200", "--drift"),
+)
+# Long enough for the recording rules to see the traffic, short enough for the suite.
+DATA_TIMEOUT = 60.0
+
+
+def require_scripts() -> None:
+    """Skip locally, fail under CI, while a script this test runs is not in the checkout."""
+    missing = [name for name in SCRIPTS if not (REPO / name).is_file()]
+    if missing:
+        message = f"{', '.join(missing)} not in this checkout"
+        if IN_CI:
+            pytest.fail(f"CI=true but {message}")
+        pytest.skip(message)
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Where the processes of one end-to-end run listen."""
+
+    api: str
+    exporter: str
+    node: str
+    prometheus: str
+    logs: Path
+
+    def query(self, expr: str) -> list[dict]:
+        """Return the result vector of an instant query."""
+        resp = requests.get(f"{self.prometheus}/api/v1/query", params={"query": expr}, timeout=10)
+        resp.raise_for_status()
+        return resp.json()["data"]["result"]
+
+
+def start(name: str, cmd: list[str], logs: Path, env: dict[str, str]) -> subprocess.Popen:
+    """Start a process in its own session, its output in ``logs/name.log``."""
+    with (logs / f"{name}.log").open("wb") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Stop a process started by ``start`` and its children: SIGTERM, then SIGKILL."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    """Return the last lines of a log, for failure messages."""
+    if not path.exists():
+        return f"({path.name} missing)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def prometheus_config(targets: dict[str, str]) -> dict:
+    """Return prometheus.yml with test targets, 1s intervals and absolute rule paths."""
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    assert {job["job_name"] for job in config["scrape_configs"]} == set(targets)
+    config["global"].update(scrape_interval="1s", evaluation_interval="1s", scrape_timeout="1s")
+    config["rule_files"] = [str(PROMETHEUS_CONFIG.parent / p) for p in config["rule_files"]]
+    for job in config["scrape_configs"]:
+        job["static_configs"] = [{"targets": [targets[job["job_name"]]]}]
+    return config
+
+
+def run_traffic(stack: Stack, *args: str) -> None:
+    """Run inference.py against the API and fail with its output if it fails."""
+    cmd = [sys.executable, "inference.py", "--url", stack.api, "--rate", "0", "--seed", "7"]
+    cmd += ["--no-progress", *args]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"{cmd} failed:\n{result.stdout}\n{result.stderr}"
+
+
+@pytest.fixture(scope="module")
+def stack(request, tmp_path_factory) -> Iterator[Stack]:
+    """Start API, exporter, node exporter and Prometheus; stop them all afterwards."""
+    prometheus = require_binary("prometheus")
+    node_exporter = require_binary("prometheus-node-exporter")
+    require_scripts()
+    trained_store = request.getfixturevalue("trained_store")  # only once nothing skips
+    root = tmp_path_factory.mktemp("monitoring-e2e")
+    logs = root / "logs"
+    logs.mkdir()
+    ports = {job: free_port() for job in JOBS}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": trained_store.tracking_uri,
+        "PREDICTION_LOG_URI": f"sqlite:///{root / 'predictions.db'}",
+        "PROMETHEUS_PORT": str(ports["penguins-exporter"]),
+        "FLASK_DEBUG": "0",
+    }
+    config = root / "prometheus.yml"
+    config.write_text(
+        yaml.safe_dump(prometheus_config({job: f"127.0.0.1:{p}" for job, p in ports.items()}))
+    )
+    commands = {
+        "api": [sys.executable, "ml_serving.py", "--host", "127.0.0.1",
+                "--port", str(ports["penguins-api"]), "--workers", "2"],
+        "exporter": [sys.executable, "prometheus_exporter.py", "--host", "127.0.0.1"],
+        "node-exporter": [node_exporter,
+                          f"--web.listen-address=127.0.0.1:{ports['node']}"],
+        "prometheus": [prometheus, f"--config.file={config}",
+                       f"--storage.tsdb.path={root / 'tsdb'}",
+                       f"--web.listen-address=127.0.0.1:{ports['prometheus']}"],
+    }  # fmt: skip
+    procs: dict[str, subprocess.Popen] = {}
+    try:
+        for name, cmd in commands.items():
+            procs[name] = start(name, cmd, logs, env)
+        urls = {
+            "api": f"http://127.0.0.1:{ports['penguins-api']}",
+            "exporter": f"http://127.0.0.1:{ports['penguins-exporter']}",
+            "node-exporter": f"http://127.0.0.1:{ports['node']}",
+            "prometheus": f"http://127.0.0.1:{ports['prometheus']}",
+        }
+        ready = {
+            "api": "/health",
+            "exporter": "/metrics",
+            "node-exporter": "/metrics",
+            "prometheus": "/-/ready",
+        }
+        for name, path in ready.items():
+            try:
+                wait_for_http(urls[name] + path, timeout=90)
+            except TimeoutError as exc:
+                pytest.fail(f"{name} did not start: {exc}\n{tail(logs / f'{name}.log')}")
+        yield Stack(
+            api=urls["api"],
+            exporter=urls["exporter"],
+            node=urls["node-exporter"],
+            prometheus=urls["prometheus"],
+            logs=logs,
+        )
+    finally:
+        for proc in reversed(procs.values()):
+            stop(proc)
+
+
+@pytest.fixture(scope="module")
+def traffic(stack) -> Stack:
+    """Send normal traffic with feedback, invalid requests, then drifted inputs."""
+    for args in TRAFFIC_RUNS:
+        run_traffic(stack, *args)
+    return stack
+
+
+def test_every_target_is_up(traffic):
+    deadline = time.monotonic() + 30
+    while True:
+        resp = requests.get(f"{traffic.prometheus}/api/v1/targets", timeout=10)
+        active = resp.json()["data"]["activeTargets"]
+        health = {t["labels"]["job"]: (t["health"], t["lastError"]) for t in active}
+        if set(health) == JOBS and all(h == "up" for h, _ in health.values()):
+            break
+        assert time.monotonic() < deadline, f"targets not all up: {health}"
+        time.sleep(1)
+
+
+def test_every_rule_file_is_loaded_and_evaluates(traffic):
+    resp = requests.get(f"{traffic.prometheus}/api/v1/rules", timeout=10)
+    groups = resp.json()["data"]["groups"]
+    assert {g["file"] for g in groups} == {str(path) for path in rule_files()}
+    broken = [
+        (rule["name"], rule.get("lastError"))
+        for group in groups
+        for rule in group["rules"]
+        if rule["health"] == "err"
+    ]
+    assert broken == []
+
+
+def test_every_panel_query_returns_data(traffic):
+    queries = panel_queries()
+    missing = queries
+    deadline = time.monotonic() + DATA_TIMEOUT
+    while missing and time.monotonic() < deadline:
+        missing = [q for q in missing if not traffic.query(q[2])]
+        if missing:
+            time.sleep(1)
+    answered = len(queries) - len(missing)
+    print(f"{answered}/{len(queries)} panel queries returned data")
+    detail = "\n".join(f"  {uid} / {title}: {expr}" for uid, title, expr in missing)
+    assert not missing, f"{len(missing)} panel queries returned no data:\n{detail}"
