@@ -116,9 +116,12 @@ def inprocess_rows_per_s(figures: dict, kind: str, rows: int) -> float | None:
     return rows / ms * 1000 if ms else None
 
 
-def memory(figures: dict, server: str, key: str) -> float | None:
-    """Return a memory figure (rss_mb, pss_mb, uss_mb, processes) of a server's tree."""
-    return figures.get("memory", {}).get(server, {}).get(key)
+def memory(figures: dict, server: str, key: str, when: str = "memory") -> float | None:
+    """Return a memory figure (rss_mb, pss_mb, uss_mb, processes) of a server's tree.
+
+    ``when`` is "memory" (warm, after the one-row runs) or "memory_after_batch".
+    """
+    return figures.get(when, {}).get(server, {}).get(key)
 
 
 def _target(name: str, goal: str, value: float | None, ok: bool, text: str) -> Target:
@@ -174,7 +177,7 @@ def targets(figures: dict) -> list[Target]:
     workers = figures.get("settings", {}).get("workers", NA)
     found.append(
         _target(
-            f"serving tree PSS, {workers} workers",
+            f"serving tree PSS, {workers} workers, warm",
             f"<= {TARGET_PSS_MB:.0f} MB",
             pss,
             pss is not None and pss <= TARGET_PSS_MB,
@@ -291,7 +294,14 @@ def _serving_section(figures: dict) -> list[str]:
         + [fmt(figures.get("settled_s", {}).get(n)) for n in names],
     ]
     for key, name in (("rss_mb", "RSS"), ("pss_mb", "PSS"), ("uss_mb", "USS")):
-        rows.append([f"process tree {name}, MB"] + [fmt(memory(figures, n, key), 0) for n in names])
+        rows.append(
+            [f"process tree {name}, warm, MB"] + [fmt(memory(figures, n, key), 0) for n in names]
+        )
+    for key, name in (("pss_mb", "PSS"), ("uss_mb", "USS")):
+        rows.append(
+            [f"process tree {name} after the {rows_n:,}-row batches, MB"]
+            + [fmt(memory(figures, n, key, "memory_after_batch"), 0) for n in names]
+        )
     rows.append(
         ["processes in the tree"] + [fmt(memory(figures, n, "processes"), 0) for n in names]
     )
@@ -463,8 +473,9 @@ NOTES = [
     "- Batch: the same rows POSTed with `requests` (body encoded beforehand, answer "
     "parsed), one warm-up, then the median of the repeats.",
     "- Memory: RSS, PSS and USS from psutil `memory_full_info`, summed over the server's "
-    "whole process tree (launcher, master, workers, helpers) after all the traffic. PSS "
-    "splits shared pages between the processes that share them; RSS counts them in each.",
+    "whole process tree (launcher, master, workers, helpers): warm, right after the "
+    "one-row runs (the target's figure), and again after the big batches. PSS splits "
+    "shared pages between the processes that share them; RSS counts them in each.",
     "- `/metrics`: `GET` with a `requests` session after the traffic, to the last byte.",
     "- Latencies are wrk's own histogram (`--latency`), read by its lua `done()` hook.",
 ]

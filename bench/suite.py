@@ -368,12 +368,17 @@ def run(settings: Settings, say: Say = print) -> dict:
         check_same_answer(started, frame)
         scripts = write_scripts(started, frame, tmp_dir)
         figures["load"], figures["runs"] = measure_load(settings, started, scripts, say)
+        # Warm (after the one-row runs), then again after the big batches, which grow the
+        # workers and copy pages they shared with the master.
+        figures["memory"] = {name: servers.tree_memory(s) for name, s in started.items()}
         figures["batch"] = measure_batch(settings, started, say)
+        figures["memory_after_batch"] = {
+            name: servers.tree_memory(s) for name, s in started.items()
+        }
         if "ours" in started:
             say(f"/metrics: {settings.scrapes} scrapes")
             scrapes = timing.get_timings(started["ours"].spec.url("/metrics"), settings.scrapes)
             figures["metrics_scrape_ms"] = [s * 1000 for s in scrapes]
-        figures["memory"] = {name: servers.tree_memory(s) for name, s in started.items()}
         if "ours" in started and settings.profile_s > 0:
             figures["profile"] = measure_profiles(settings, started["ours"], scripts["ours"], say)
         figures["load_after"] = system.load_average()
