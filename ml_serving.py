@@ -9,6 +9,7 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 from penguins.config import (
@@ -138,30 +139,17 @@ def main(argv: list[str] | None = None) -> int:
 
     if get_debug_flag():  # FLASK_DEBUG=1: the only way the debugger comes on
         return run_debug(args)
-    from penguins.server import (
-        GunicornServer,
-        gunicorn_options,
-        preload,
-        prepare_metrics_dir,
-        prepare_store,
-        remove_metrics_dir,
-    )
+    return run_gunicorn(args)
+
+
+def run_gunicorn(args: argparse.Namespace) -> int:
+    """Run gunicorn with a metrics directory of this server's own; return the exit code."""
+    from penguins.server import prepare_metrics_dir, remove_metrics_dir
 
     metrics_dir, ours = prepare_metrics_dir()  # before anything imports prometheus_client
     master = os.getpid()
     try:
-        preload()  # heavy imports once, in the master: workers boot quickly
-        if not prepare_store(args.tracking_uri):
-            log.warning("store %s not usable yet; workers keep trying", args.tracking_uri)
-        log.info(
-            "serving on http://%s:%d with %d workers; metrics in %s",
-            args.host,
-            args.port,
-            args.workers,
-            metrics_dir,
-        )
-        options = gunicorn_options(args.host, args.port, args.workers, args.access_log)
-        GunicornServer(options, app_config(args)).run()
+        return start_gunicorn(args, metrics_dir)
     except SystemExit as exc:  # gunicorn ends with sys.exit, on a clean stop too
         code = exc.code if isinstance(exc.code, int) else 1
         if os.getpid() != master:
@@ -172,6 +160,31 @@ def main(argv: list[str] | None = None) -> int:
         # master may remove the directory, or one worker's exit wipes everyone's metrics.
         if ours and os.getpid() == master:
             remove_metrics_dir(metrics_dir)
+
+
+def start_gunicorn(args: argparse.Namespace, metrics_dir: Path) -> int:
+    """Prepare what the workers will share, then serve until gunicorn stops."""
+    from penguins.features import DataError
+    from penguins.served_model import smoke_rows
+    from penguins.server import GunicornServer, gunicorn_options, preload, prepare_store
+
+    preload()  # heavy imports once, in the master: workers boot quickly
+    try:
+        smoke_rows()  # every model is checked on these rows; read once, shared by workers
+    except DataError as exc:
+        log.error("error: %s", exc)
+        return 2
+    if not prepare_store(args.tracking_uri):
+        log.warning("store %s not usable yet; workers keep trying", args.tracking_uri)
+    log.info(
+        "serving on http://%s:%d with %d workers; metrics in %s",
+        args.host,
+        args.port,
+        args.workers,
+        metrics_dir,
+    )
+    options = gunicorn_options(args.host, args.port, args.workers, args.access_log)
+    GunicornServer(options, app_config(args)).run()
     return 0
 
 

@@ -308,8 +308,11 @@ def test_sigterm_loses_no_answered_prediction(serve, trained_store, tmp_path):
     server.wait_ready()
     load = Load(server.url, threads=3)
     load.wait_until(lambda: len(load.answers) >= 60, 30, "traffic before the stop")
+    metrics_dir = Path(re.search(r"metrics in (\S+)", server.output())[1])
+    assert metrics_dir.is_dir()
     assert server.stop() == 0  # SIGTERM while requests are in flight
     load.stop()
+    assert not metrics_dir.exists(), "the server removes the metrics directory it made"
     answered = [pid for status, _, pid in load.answers if status == 200]
     assert len(answered) >= 60
     log = PredictionLog(log_uri)
