@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     # Imported here so that --help stays fast.
-    from penguins.training import SELECTION_RULE, pick_best, promote, train_all
+    from penguins.training import SELECTION_RULE, pick_best, promote, train_all, using_store
 
     started = time.perf_counter()
     try:
@@ -74,12 +74,13 @@ def main(argv: list[str] | None = None) -> int:
         client = connect(args.tracking_uri)
         log.info("data: %s (%d usable rows)", args.data, len(data))
         log.info("tracking: %s, experiment %r", args.tracking_uri, EXPERIMENT_NAME)
-        results, split_ = train_all(data, args.data, args.tracking_uri, log.info)
-        best = pick_best(results)
-        log.info("\n%s\n", comparison_table(results, best))
-        log.info("selection rule: %s", SELECTION_RULE)
-        log.info("best: %s (run %s)", best.candidate.name, best.run_id)
-        outcome = promote(client, best, split_, args.model_name, args.alias, args.force)
+        with using_store(args.tracking_uri):
+            results, split_ = train_all(data, args.data, args.tracking_uri, log.info)
+            best = pick_best(results)
+            log.info("\n%s\n", comparison_table(results, best))
+            log.info("selection rule: %s", SELECTION_RULE)
+            log.info("best: %s (run %s)", best.candidate.name, best.run_id)
+            outcome = promote(client, best, split_, args.model_name, args.alias, args.force)
     except (DataError, StoreError) as exc:
         log.error("error: %s", exc)
         return 2

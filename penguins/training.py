@@ -426,12 +426,27 @@ def ensure_experiment(tracking_uri: str) -> None:
         client.create_experiment(EXPERIMENT_NAME, artifact_location=artifact_root(tracking_uri))
 
 
+@contextlib.contextmanager
+def using_store(tracking_uri: str):
+    """Point MLflow's fluent API at one store for the block, then restore what was set.
+
+    Callers such as tests run training in-process; leaving the store set would send
+    their later registry calls to it.
+    """
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
+
+
 def train_all(
     data: pd.DataFrame, data_path: Path, tracking_uri: str, progress: Callable[[str], None]
 ) -> tuple[list[Result], Split]:
     """Train every candidate on one shared split, each tracked as an MLflow run."""
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
     ensure_experiment(tracking_uri)
     mlflow.set_experiment(EXPERIMENT_NAME)
     split_ = split(data)

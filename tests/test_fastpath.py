@@ -12,7 +12,7 @@ from sklearn.preprocessing import MinMaxScaler
 
 from penguins.fastpath import TOLERANCE, FastPredictor, Unsupported, verify
 from penguins.features import FEATURES, NUMERIC_FEATURES, load_dataset
-from penguins.training import candidates, split
+from penguins.training import candidates, split, using_store
 from tests.conftest import DATA_PATH
 
 
@@ -55,8 +55,8 @@ def test_fast_path_equals_the_pipeline_row_by_row(fitted, data, name):
 
 
 def test_fast_path_equals_the_logged_champion(trained_store, data):
-    mlflow.set_registry_uri(trained_store.tracking_uri)
-    pipeline = mlflow.sklearn.load_model(trained_store.model_uri)
+    with using_store(trained_store.tracking_uri):
+        pipeline = mlflow.sklearn.load_model(trained_store.model_uri)
     fast = FastPredictor(pipeline)
     assert verify(fast, pipeline, data) <= TOLERANCE
 

@@ -12,7 +12,7 @@ import modelling
 from penguins.config import EXPERIMENT_NAME
 from penguins.features import FEATURES, SPECIES, load_dataset
 from penguins.registry import REFERENCE_ARTIFACT
-from penguins.training import Result, candidates, pick_best, promote, split
+from penguins.training import Result, candidates, pick_best, promote, split, using_store
 from tests.conftest import DATA_PATH, train_into
 from tests.support import free_port
 
@@ -83,8 +83,8 @@ def test_champion_is_registered_with_signature(trained_store, client):
 
 
 def test_champion_predicts_the_contract_classes(trained_store):
-    mlflow.set_registry_uri(trained_store.tracking_uri)
-    model = mlflow.sklearn.load_model(trained_store.model_uri)
+    with using_store(trained_store.tracking_uri):
+        model = mlflow.sklearn.load_model(trained_store.model_uri)
     data = load_dataset(DATA_PATH)
     assert list(model.classes_) == list(SPECIES)
     proba = model.predict_proba(data[list(FEATURES)].head(20))
@@ -103,10 +103,8 @@ def test_best_breaks_ties_toward_the_simpler_model():
     assert pick_best(results).candidate.name == models[2].name
 
 
-def _weak_result(tracking_uri: str, split_) -> Result:
+def _weak_result(split_) -> Result:
     """Log a model that always says the majority species, as a clearly worse candidate."""
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
     weak = Pipeline([("model", DummyClassifier(strategy="most_frequent"))])
     weak.fit(split_.x_train, split_.y_train)
     with mlflow.start_run(run_name="weak") as run:
@@ -121,15 +119,16 @@ def test_guard_keeps_a_better_champion_and_force_moves_it(tmp_path):
     client = MlflowClient(store.tracking_uri, registry_uri=store.tracking_uri)
     before = str(client.get_model_version_by_alias(store.model_name, store.alias).version)
     split_ = split(load_dataset(DATA_PATH))
-    weak = _weak_result(store.tracking_uri, split_)
-
-    kept = promote(client, weak, split_, store.model_name, store.alias, force=False)
+    with using_store(store.tracking_uri):
+        weak = _weak_result(split_)
+        kept = promote(client, weak, split_, store.model_name, store.alias, force=False)
     assert not kept.moved
     assert "scores better" in kept.reason
     assert str(client.get_model_version_by_alias(store.model_name, store.alias).version) == before
     assert client.get_model_version(store.model_name, kept.version).tags["promotion"] == "kept"
 
-    forced = promote(client, weak, split_, store.model_name, store.alias, force=True)
+    with using_store(store.tracking_uri):
+        forced = promote(client, weak, split_, store.model_name, store.alias, force=True)
     assert forced.moved
     champion = client.get_model_version_by_alias(store.model_name, store.alias)
     assert str(champion.version) == forced.version
@@ -171,6 +170,12 @@ def test_unreachable_tracking_server_exits_with_one_clear_line(tmp_path, caplog)
     uri = f"http://127.0.0.1:{free_port()}"
     assert modelling.main(["--tracking-uri", uri]) == 2
     assert f"cannot use tracking store {uri}" in caplog.text
+
+
+def test_training_leaves_the_global_store_as_it_was(tmp_path):
+    before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    train_into(tmp_path / "scoped")
+    assert (mlflow.get_tracking_uri(), mlflow.get_registry_uri()) == before
 
 
 def test_help_names_the_flags(capsys):

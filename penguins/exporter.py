@@ -1,0 +1,203 @@
+"""What ``prometheus_exporter.py`` serves: system usage, live accuracy and input drift.
+
+Everything is read when Prometheus scrapes (a custom Collector, no background loop).
+Each source fails on its own: a psutil call, the prediction log or MLflow that
+raises costs only its own metrics, is logged, and counts in
+``exporter_collect_errors_total{source}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import psutil
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from penguins.config import PROJECT_DIR
+from penguins.drift import DEFAULT_BINS, PSI_DRIFT, DriftBaseline
+from penguins.features import FEATURES
+from penguins.predlog import PredictionLog
+from penguins.reference import Reference
+
+logger = logging.getLogger(__name__)
+
+ERROR_SOURCES = ("cpu", "memory", "disk", "prediction_log", "reference")
+
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    """Windows, minimum counts and thresholds of the ML metrics; the disk to watch."""
+
+    # Accuracy over the newest 500 labels moves within minutes at demo traffic yet is
+    # steady enough (one wrong label moves it by 0.2 points) to alert on.
+    accuracy_window: int = 500
+    # Below 20 labels one mistake moves accuracy by 5 points or more: no value then.
+    accuracy_min_labels: int = 20
+    drift_window: int = 1000
+    # With 10 bins, sampling noise alone gives PSI of about 9/n: 0.045 at n=200, well
+    # under the 0.1 watch line, so fewer inputs than that would raise false alarms.
+    drift_min_samples: int = 200
+    drift_threshold: float = PSI_DRIFT
+    drift_bins: int = DEFAULT_BINS
+    disk_path: str = str(PROJECT_DIR)
+
+
+class MonitoringCollector(Collector):
+    """Yield the exporter's metric families, read fresh from psutil, the log and MLflow."""
+
+    def __init__(
+        self,
+        log: PredictionLog,
+        reference: Callable[[], Reference | None],
+        settings: MonitorSettings | None = None,
+    ) -> None:
+        """Read predictions from ``log``; ``reference()`` returns the drift reference or None."""
+        self.log = log
+        self.reference = reference
+        self.settings = settings or MonitorSettings()
+        self.errors: Counter[str] = Counter({source: 0 for source in ERROR_SOURCES})
+        self._failing: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._baseline: tuple[tuple[str, str], DriftBaseline] | None = None
+        # cpu_percent(interval=None) measures since its previous call; the first call
+        # has nothing to compare with and returns 0.0, so make it here.
+        psutil.cpu_percent(interval=None)
+
+    def describe(self) -> list[Metric]:
+        """Return nothing, so registering the collector does not run a collection."""
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield every metric family, each source guarded on its own."""
+        yield from self._system()
+        yield from self._live_accuracy()
+        yield from self._drift()
+        errors = CounterMetricFamily(
+            "exporter_collect_errors",
+            "Failures reading a metric source since the exporter started",
+            labels=["source"],
+        )
+        with self._lock:
+            for source in ERROR_SOURCES:
+                errors.add_metric([source], self.errors[source])
+        yield errors
+
+    def _read(self, source: str, read: Callable[[], object]) -> object | None:
+        """Return ``read()``, or count, log and return None when it raises."""
+        try:
+            value = read()
+        except Exception as exc:
+            with self._lock:
+                self.errors[source] += 1
+                repeated = self._failing.get(source) == repr(exc)
+                self._failing[source] = repr(exc)
+            # One line when a source starts failing (or fails differently), not one per scrape.
+            if not repeated:
+                logger.error("cannot read %s: %r", source, exc)
+            return None
+        with self._lock:
+            recovered = self._failing.pop(source, None) is not None
+        if recovered:
+            logger.info("%s readable again", source)
+        return value
+
+    def _system(self) -> Iterator[Metric]:
+        """Yield CPU, memory and disk usage in percent."""
+        reads = (
+            ("cpu", "system_cpu_usage_percent", "CPU in use since the previous scrape, 0-100",
+             lambda: psutil.cpu_percent(interval=None)),
+            ("memory", "system_memory_usage_percent", "Memory in use, 0-100",
+             lambda: psutil.virtual_memory().percent),
+            ("disk", "system_disk_usage_percent",
+             f"Disk space in use on the file system of {self.settings.disk_path}, 0-100",
+             lambda: psutil.disk_usage(self.settings.disk_path).percent),
+        )  # fmt: skip
+        for source, name, documentation, read in reads:
+            value = self._read(source, read)
+            if value is not None:
+                yield GaugeMetricFamily(name, documentation, value=float(value))
+
+    def _live_accuracy(self) -> Iterator[Metric]:
+        """Yield accuracy and label count per model version over the newest labels."""
+        rows = self._read(
+            "prediction_log", lambda: self.log.recent_labelled(self.settings.accuracy_window)
+        )
+        if rows is None:
+            return
+        total: Counter[tuple[str, str]] = Counter()
+        correct: Counter[tuple[str, str]] = Counter()
+        for model, version, predicted, actual in rows:
+            total[(model, version)] += 1
+            correct[(model, version)] += predicted == actual
+        accuracy = GaugeMetricFamily(
+            "ml_model_live_accuracy",
+            f"Share of correct predictions among the newest {self.settings.accuracy_window} "
+            f"labelled ones (absent below {self.settings.accuracy_min_labels} labels)",
+            labels=["model", "version"],
+        )
+        labels = GaugeMetricFamily(
+            "ml_model_live_accuracy_labels",
+            "Labelled predictions behind ml_model_live_accuracy",
+            labels=["model", "version"],
+        )
+        for key, count in sorted(total.items()):
+            labels.add_metric(list(key), count)
+            if count >= self.settings.accuracy_min_labels:
+                accuracy.add_metric(list(key), correct[key] / count)
+        yield accuracy
+        yield labels
+
+    def _drift(self) -> Iterator[Metric]:
+        """Yield PSI per feature and whether any passes the threshold."""
+        reference = self._read("reference", self.reference)
+        rows = self._read(
+            "prediction_log", lambda: self.log.recent_inputs(self.settings.drift_window)
+        )
+        if reference is not None:
+            info = GaugeMetricFamily(
+                "ml_drift_reference_info",
+                "The registered model version whose training data drift is measured against",
+                labels=["version", "run_id"],
+            )
+            info.add_metric([reference.version, reference.run_id], 1)
+            yield info
+        if rows is None:
+            return
+        yield GaugeMetricFamily(
+            "ml_drift_samples", "Recent inputs the drift metrics are computed over", value=len(rows)
+        )
+        if reference is None or len(rows) < self.settings.drift_min_samples:
+            return
+        baseline = self._read("reference", lambda: self._baseline_of(reference))
+        if baseline is None:
+            return
+        scores = baseline.psi(np.asarray(rows, dtype="float64"))
+        psi = GaugeMetricFamily(
+            "ml_feature_drift_psi",
+            f"Population stability index of the newest {self.settings.drift_window} inputs "
+            "against the serving model's training data (0.1 watch, 0.2 drift)",
+            labels=["feature"],
+        )
+        for name in FEATURES:
+            psi.add_metric([name], scores[name])
+        yield psi
+        detected = any(value > self.settings.drift_threshold for value in scores.values())
+        yield GaugeMetricFamily(
+            "ml_drift_detected",
+            f"1 while any feature's PSI is above {self.settings.drift_threshold}",
+            value=int(detected),
+        )
+
+    def _baseline_of(self, reference: Reference) -> DriftBaseline:
+        """Return the bins of a reference, built once per model version."""
+        key = (reference.version, reference.run_id)
+        with self._lock:
+            if self._baseline is None or self._baseline[0] != key:
+                self._baseline = (key, DriftBaseline(reference.data, self.settings.drift_bins))
+            return self._baseline[1]

@@ -1,0 +1,120 @@
+"""PSI maths, binning against a reference, and the traffic sampler it is tested with."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from penguins.config import DEFAULT_DATA_PATH
+from penguins.drift import PSI_DRIFT, PSI_WATCH, DriftBaseline, drifted, psi, quantile_edges
+from penguins.features import BOUNDS, CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES, load_dataset
+from penguins.traffic import DRIFT_SHIFT, sample_inputs
+
+SHIFTED = set(DRIFT_SHIFT)
+
+
+@pytest.fixture(scope="module")
+def data() -> pd.DataFrame:
+    """Return the cleaned data set."""
+    return load_dataset(DEFAULT_DATA_PATH)
+
+
+@pytest.fixture(scope="module")
+def baseline(data: pd.DataFrame) -> DriftBaseline:
+    """Return bins built from an 80% training-like split of the data."""
+    return DriftBaseline(data.sample(frac=0.8, random_state=42))
+
+
+def test_psi_of_identical_histograms_is_zero():
+    assert psi([10, 20, 30], [1, 2, 3]) == pytest.approx(0.0)
+
+
+def test_psi_matches_the_formula_worked_by_hand():
+    # (0.9-0.5)ln(0.9/0.5) + (0.1-0.5)ln(0.1/0.5)
+    assert psi([50, 50], [90, 10]) == pytest.approx(0.4 * math.log(1.8) + 0.4 * math.log(5))
+
+
+def test_psi_of_an_empty_bin_is_large_but_finite():
+    value = psi([50, 50], [100, 0])
+    assert math.isfinite(value) and value > PSI_DRIFT
+
+
+def test_psi_rejects_mismatched_or_empty_histograms():
+    with pytest.raises(ValueError):
+        psi([1, 2], [1, 2, 3])
+    with pytest.raises(ValueError):
+        psi([1, 2], [0, 0])
+
+
+def test_quantile_edges_split_the_reference_into_equal_shares():
+    reference = np.arange(1000.0)
+    edges = quantile_edges(reference, bins=10)
+    assert len(edges) == 9
+    counts = np.bincount(np.searchsorted(edges, reference, side="right"))
+    assert counts.tolist() == [100] * 10
+
+
+def test_quantile_edges_merge_ties():
+    assert len(quantile_edges(np.array([1.0] * 50 + [2.0] * 50), bins=10)) < 9
+
+
+def test_baseline_bins_numeric_features_at_deciles_and_categories_by_code(baseline):
+    for name in NUMERIC_FEATURES:
+        bins = baseline.features[name]
+        # Ties in the data (whole millimetres, 25 g steps) make the deciles uneven, not wild.
+        assert bins.expected.sum() == baseline.size
+        assert bins.expected.max() <= 0.2 * baseline.size
+    for name in CATEGORICAL_FEATURES:
+        bins = baseline.features[name]
+        assert bins.edges is None and bins.expected[-1] == 0  # no unknown codes in training
+
+
+def test_in_distribution_inputs_stay_under_the_watch_line(data, baseline):
+    current = sample_inputs(data, 1000, np.random.default_rng(7))
+    scores = baseline.psi(current)
+    assert set(scores) == set(FEATURES)
+    assert max(scores.values()) < PSI_WATCH, scores
+    assert drifted(scores) == []
+
+
+def test_shifted_inputs_drift_only_on_the_shifted_features(data, baseline):
+    current = sample_inputs(data, 1000, np.random.default_rng(7), drift=True)
+    scores = baseline.psi(current)
+    assert set(drifted(scores)) == SHIFTED, scores
+    assert all(scores[f] < PSI_WATCH for f in FEATURES if f not in SHIFTED), scores
+
+
+def test_an_unknown_category_code_counts_as_drift(data, baseline):
+    current = sample_inputs(data, 500, np.random.default_rng(1))
+    current["island_encoded"] = 7
+    assert baseline.psi(current)["island_encoded"] > PSI_DRIFT
+
+
+def test_baseline_accepts_rows_as_an_array_in_feature_order(data, baseline):
+    current = sample_inputs(data, 300, np.random.default_rng(3))
+    as_array = current[list(FEATURES)].to_numpy()
+    assert baseline.psi(as_array) == baseline.psi(current)
+
+
+def test_baseline_rejects_a_reference_without_the_features(data):
+    with pytest.raises(ValueError, match="body_mass_g"):
+        DriftBaseline(data.drop(columns=["body_mass_g"]))
+
+
+def test_sampled_inputs_stay_in_bounds_even_when_drifted(data):
+    for drift in (False, True):
+        rows = sample_inputs(data, 5000, np.random.default_rng(0), drift=drift)
+        for name, bounds in BOUNDS.items():
+            assert rows[name].between(bounds.low, bounds.high).all(), name
+        assert set(rows["species"]) <= set(data["species"])
+
+
+def test_drift_shifts_the_mean_of_the_shifted_features(data):
+    plain = sample_inputs(data, 3000, np.random.default_rng(0))
+    shifted = sample_inputs(data, 3000, np.random.default_rng(0), drift=True)
+    for name in NUMERIC_FEATURES:
+        delta = shifted[name].mean() - plain[name].mean()
+        assert delta == pytest.approx(DRIFT_SHIFT.get(name, 0.0), abs=1e-6 + 0.01 * abs(delta))

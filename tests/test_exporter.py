@@ -1,0 +1,213 @@
+"""The exporter's collector against a real prediction log and a reference from the data set."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+from prometheus_client import CollectorRegistry
+
+from penguins.config import DEFAULT_DATA_PATH
+from penguins.drift import PSI_DRIFT, PSI_WATCH
+from penguins.exporter import ERROR_SOURCES, MonitoringCollector, MonitorSettings
+from penguins.features import FEATURES, SPECIES, load_dataset
+from penguins.predlog import PredictionLog
+from penguins.reference import Reference
+from penguins.traffic import DRIFT_SHIFT, sample_inputs
+from tests.monitoring_support import log_inputs
+
+
+@pytest.fixture(scope="module")
+def data() -> pd.DataFrame:
+    """Return the cleaned data set."""
+    return load_dataset(DEFAULT_DATA_PATH)
+
+
+@pytest.fixture(scope="module")
+def reference(data: pd.DataFrame) -> Reference:
+    """Return a champion reference: an 80% training-like split of the data."""
+    return Reference("penguins-classifier", "3", "run-abc", data.sample(frac=0.8, random_state=0))
+
+
+@pytest.fixture
+def log(tmp_path: Path):
+    """Return an empty prediction log in a temporary directory."""
+    log = PredictionLog(f"sqlite:///{tmp_path / 'predictions.db'}")
+    yield log
+    log.close()
+
+
+def scrape(log, reference, **settings) -> CollectorRegistry:
+    """Return a registry of its own holding a collector over ``log`` and ``reference``."""
+    registry = CollectorRegistry()
+    collector = MonitoringCollector(log, lambda: reference, MonitorSettings(**settings))
+    registry.register(collector)
+    return registry
+
+
+def psi_of(registry: CollectorRegistry) -> dict[str, float | None]:
+    """Return the exported PSI of every feature."""
+    return {f: registry.get_sample_value("ml_feature_drift_psi", {"feature": f}) for f in FEATURES}
+
+
+def errors(registry: CollectorRegistry, source: str) -> float | None:
+    """Return the exported error count of a source."""
+    return registry.get_sample_value("exporter_collect_errors_total", {"source": source})
+
+
+def test_in_distribution_inputs_give_low_psi_and_no_drift(log, data, reference):
+    log_inputs(log, sample_inputs(data, 1000, np.random.default_rng(11)))
+    registry = scrape(log, reference)
+    scores = psi_of(registry)
+    assert all(value is not None and value < PSI_WATCH for value in scores.values()), scores
+    assert registry.get_sample_value("ml_drift_detected") == 0
+    assert registry.get_sample_value("ml_drift_samples") == 1000
+    info = {"version": "3", "run_id": "run-abc"}
+    assert registry.get_sample_value("ml_drift_reference_info", info) == 1
+
+
+def test_shifted_inputs_drift_on_the_shifted_features_only(log, data, reference):
+    log_inputs(log, sample_inputs(data, 1000, np.random.default_rng(12), drift=True))
+    registry = scrape(log, reference)
+    scores = psi_of(registry)
+    for feature, value in scores.items():
+        if feature in DRIFT_SHIFT:
+            assert value > PSI_DRIFT, scores
+        else:
+            assert value < PSI_WATCH, scores
+    assert registry.get_sample_value("ml_drift_detected") == 1
+
+
+def test_drift_covers_only_the_newest_window(log, data, reference):
+    log_inputs(log, sample_inputs(data, 600, np.random.default_rng(13), drift=True))
+    log_inputs(log, sample_inputs(data, 400, np.random.default_rng(14)), created_at=1e6)
+    assert scrape(log, reference).get_sample_value("ml_drift_detected") == 1
+    recent = scrape(log, reference, drift_window=400)
+    assert recent.get_sample_value("ml_drift_detected") == 0
+    assert recent.get_sample_value("ml_drift_samples") == 400
+
+
+def test_too_few_inputs_or_no_reference_export_no_drift(log, data, reference):
+    log_inputs(log, sample_inputs(data, 150, np.random.default_rng(15), drift=True))
+    few = scrape(log, reference, drift_min_samples=200)
+    assert psi_of(few) == dict.fromkeys(FEATURES)
+    assert few.get_sample_value("ml_drift_detected") is None
+    assert few.get_sample_value("ml_drift_samples") == 150
+    assert scrape(log, reference, drift_min_samples=150).get_sample_value("ml_drift_detected") == 1
+
+    none = scrape(log, None, drift_min_samples=150)
+    assert none.get_sample_value("ml_drift_detected") is None
+    assert none.get_sample_value("system_memory_usage_percent") is not None
+    assert errors(none, "reference") == 0  # no champion yet is a state, not a failure
+
+
+def label(log: PredictionLog, data: pd.DataFrame, n: int, version: str, rng) -> list[bool]:
+    """Log ``n`` predictions of a version, wrong at random, feed all back; return correctness."""
+    inputs = sample_inputs(data, n, rng)
+    wrong = rng.random(n) < 0.3
+    predicted = [
+        SPECIES[(SPECIES.index(s) + 1) % 3] if w else s
+        for s, w in zip(inputs["species"], wrong, strict=True)
+    ]
+    ids = log_inputs(log, inputs, version=version, predicted=predicted)
+    for prediction_id, actual in zip(ids, inputs["species"], strict=True):
+        assert log.attach_feedback(prediction_id, actual) is not None
+    return [not w for w in wrong]
+
+
+def test_live_accuracy_is_the_share_correct_over_the_newest_labels(log, data, reference):
+    rng = np.random.default_rng(16)
+    old = label(log, data, 150, "1", rng)  # labelled first, so partly outside the window
+    new = label(log, data, 120, "2", rng)
+    registry = scrape(log, reference, accuracy_window=200, accuracy_min_labels=20)
+    window_old = old[-(200 - len(new)) :]
+    expected = {"1": sum(window_old) / len(window_old), "2": sum(new) / len(new)}
+    for version, accuracy in expected.items():
+        labels = {"model": "random_forest", "version": version}
+        assert registry.get_sample_value("ml_model_live_accuracy", labels) == pytest.approx(
+            accuracy
+        )
+    assert registry.get_sample_value(
+        "ml_model_live_accuracy_labels", {"model": "random_forest", "version": "1"}
+    ) == len(window_old)
+    # Over every label the old version scores differently, so the window did matter.
+    assert sum(old) / len(old) != pytest.approx(expected["1"])
+
+
+def test_too_few_labels_give_no_live_accuracy(log, data, reference):
+    rng = np.random.default_rng(17)
+    label(log, data, 19, "1", rng)
+    log_inputs(log, sample_inputs(data, 100, rng), version="1")  # unlabelled: no help
+    registry = scrape(log, reference, accuracy_min_labels=20)
+    labels = {"model": "random_forest", "version": "1"}
+    assert registry.get_sample_value("ml_model_live_accuracy", labels) is None
+    assert registry.get_sample_value("ml_model_live_accuracy_labels", labels) == 19
+    label(log, data, 1, "1", rng)
+    assert (
+        scrape(log, reference, accuracy_min_labels=20).get_sample_value(
+            "ml_model_live_accuracy", labels
+        )
+        is not None
+    )
+
+
+def test_system_gauges_are_percentages(log, reference, tmp_path):
+    registry = scrape(log, reference, disk_path=str(tmp_path))
+    for name in ("system_cpu_usage_percent", "system_memory_usage_percent",
+                 "system_disk_usage_percent"):  # fmt: skip
+        value = registry.get_sample_value(name)
+        assert value is not None and 0 <= value <= 100, (name, value)
+    assert registry.get_sample_value("system_disk_usage_percent") == pytest.approx(
+        psutil.disk_usage(str(tmp_path)).percent, abs=1.0
+    )
+    assert all(errors(registry, source) == 0 for source in ERROR_SOURCES)
+
+
+def test_a_failing_psutil_call_costs_only_its_own_gauge(log, reference, monkeypatch, caplog):
+    def broken() -> None:
+        raise PermissionError("/proc/meminfo: permission denied")
+
+    registry = scrape(log, reference)
+    monkeypatch.setattr(psutil, "virtual_memory", broken)
+    with caplog.at_level(logging.ERROR, logger="penguins.exporter"):
+        for _ in range(3):
+            list(registry.collect())  # three scrapes
+        assert registry.get_sample_value("system_memory_usage_percent") is None
+        assert registry.get_sample_value("system_cpu_usage_percent") is not None
+        assert registry.get_sample_value("system_disk_usage_percent") is not None
+    assert errors(registry, "cpu") == 0 and errors(registry, "disk") == 0
+    assert errors(registry, "memory") >= 3
+    monkeypatch.undo()
+    before = errors(registry, "memory")
+    assert registry.get_sample_value("system_memory_usage_percent") is not None
+    assert errors(registry, "memory") == before  # recovered: the count stops growing
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "memory" in lines[0] and "permission denied" in lines[0], lines
+
+
+def test_a_broken_prediction_log_leaves_the_system_metrics(log, data, reference, tmp_path):
+    log_inputs(log, sample_inputs(data, 300, np.random.default_rng(18)))
+    with closing(sqlite3.connect(tmp_path / "predictions.db")) as conn, conn:
+        conn.execute("DROP TABLE predictions")
+    registry = scrape(log, reference)
+    assert registry.get_sample_value("system_cpu_usage_percent") is not None
+    assert registry.get_sample_value("ml_drift_detected") is None
+    assert errors(registry, "prediction_log") > 0
+
+
+def test_a_failing_reference_lookup_is_counted(log, data):
+    def unreachable() -> Reference:
+        raise ConnectionError("tracking server down")
+
+    log_inputs(log, sample_inputs(data, 300, np.random.default_rng(19)))
+    registry = CollectorRegistry()
+    registry.register(MonitoringCollector(log, unreachable))
+    assert registry.get_sample_value("ml_drift_detected") is None
+    assert registry.get_sample_value("ml_drift_samples") == 300
+    assert errors(registry, "reference") == 3
