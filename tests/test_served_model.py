@@ -14,9 +14,12 @@ from penguins.served_model import (
     ModelLoadError,
     ModelManager,
     ModelSource,
+    ServedModel,
+    fast_predictor,
     smoke_rows,
     smoke_test,
     to_frame,
+    verification_rows,
 )
 from tests.serving_fixtures import SAMPLE, champion_source, register_version
 
@@ -31,6 +34,9 @@ class FakeClock:
     def __call__(self) -> float:
         """Return the current time."""
         return self.now
+
+
+SAMPLE_ROW = (39.1, 18.7, 181.0, 3750.0, 0, 1)
 
 
 def manager_for(tracking_uri: str, uri: str = "models:/penguins-classifier@champion"):
@@ -195,3 +201,21 @@ def test_background_refresh_picks_up_a_new_version(store_copy):
     finally:
         manager.stop()
     assert manager._thread is None
+
+
+def test_the_champion_is_served_through_the_verified_fast_path(trained_store):
+    manager, _ = manager_for(trained_store.tracking_uri)
+    assert manager.refresh() == "swapped"
+    served = manager.current
+    assert served.fast is not None
+    rows = verification_rows()[list(FEATURES)]
+    expected = served.pipeline.predict_proba(rows)[:, served.column_order]
+    got = served.predict_proba([tuple(r) for r in rows.itertuples(index=False)])
+    assert np.max(np.abs(got - expected)) <= 1e-6
+
+
+def test_a_pipeline_the_fast_path_cannot_mirror_is_served_by_scikit_learn():
+    model = FakeModel()
+    assert fast_predictor(model) is None
+    served = ServedModel(model, None, "uri", None, (0, 1, 2), fast_predictor(model))
+    assert served.predict_proba([SAMPLE_ROW]).tolist() == [[0.2, 0.3, 0.5]]
