@@ -1,6 +1,6 @@
 """Serve the penguins classifier over HTTP: gunicorn, several workers, Prometheus metrics.
 
-Usage: python ml_serving.py [--host HOST] [--port PORT] [--workers N] [--model-uri URI]
+Usage: python ml_serving.py [--host HOST] [--port PORT] [--workers N] [--threads N] [...]
 """
 
 from __future__ import annotations
@@ -28,6 +28,11 @@ DEFAULT_PORT = 5000
 # 0.0.0.0 so that Prometheus in docker-compose reaches the API through
 # host.docker.internal; --host 127.0.0.1 keeps it to this machine.
 DEFAULT_HOST = "0.0.0.0"
+# gunicorn's sync worker. Threads (gthread) answer more requests per second by keeping
+# connections alive, but gunicorn 26.2's gthread worker under steady keep-alive traffic
+# takes the whole graceful timeout to stop and leaves requests unanswered meanwhile
+# (docs/serving.md, "Performance"): opt in with --threads.
+DEFAULT_THREADS = 1
 
 
 def default_workers() -> int:
@@ -45,6 +50,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=default_workers(),
         help="worker processes (default: $WEB_CONCURRENCY, else CPUs + 1, at least 2)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=DEFAULT_THREADS,
+        help="threads per worker (default 1: gunicorn's sync worker; more: gthread)",
     )
     parser.add_argument(
         "--tracking-uri",
@@ -87,6 +98,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be at least 1")
+    if args.threads < 1:
+        parser.error("--threads must be at least 1")
     if not 0 <= args.port <= 65535:
         parser.error("--port must be between 0 and 65535")
     return args
@@ -177,13 +190,14 @@ def start_gunicorn(args: argparse.Namespace, metrics_dir: Path) -> int:
     if not prepare_store(args.tracking_uri):
         log.warning("store %s not usable yet; workers keep trying", args.tracking_uri)
     log.info(
-        "serving on http://%s:%d with %d workers; metrics in %s",
+        "serving on http://%s:%d with %d workers of %d threads; metrics in %s",
         args.host,
         args.port,
         args.workers,
+        args.threads,
         metrics_dir,
     )
-    options = gunicorn_options(args.host, args.port, args.workers, args.access_log)
+    options = gunicorn_options(args.host, args.port, args.workers, args.threads, args.access_log)
     GunicornServer(options, app_config(args)).run()
     return 0
 
