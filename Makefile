@@ -4,7 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all setup run train serve exporter traffic test lint format mlflow-ui clean
+.PHONY: all setup run train serve exporter traffic test lint format mlflow-ui clean \
+	monitoring-check monitoring-up monitoring-down
 
 all: run
 
@@ -54,6 +55,21 @@ format: setup
 ## mlflow-ui: browse runs and the registry on http://localhost:5001
 mlflow-ui: setup
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5001
+
+## monitoring-check: validate prometheus.yml, the rules and the compose file; run the rule tests
+monitoring-check:
+	promtool check config prometheus.yml
+	promtool check rules prometheus/rules/*.yml
+	promtool test rules prometheus/tests/*.yml
+	docker-compose config --quiet
+
+## monitoring-up: start Prometheus, Grafana and node exporter (needs Docker)
+monitoring-up:
+	docker-compose up -d
+
+## monitoring-down: stop them (data is kept in named volumes)
+monitoring-down:
+	docker-compose down
 
 ## clean: remove local stores and caches (not the virtualenv)
 clean:
