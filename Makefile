@@ -4,7 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all setup run train serve exporter traffic test lint format mlflow-ui bench clean
+.PHONY: all setup run train serve exporter traffic test lint format mlflow-ui bench clean \
+	monitoring-check monitoring-up monitoring-down
 
 all: run
 
@@ -58,6 +59,21 @@ mlflow-ui: setup
 ## bench: our API vs mlflow models serve on the champion -> docs/BENCHMARKS.md (needs wrk)
 bench: setup
 	$(PY) bench/run.py $(BENCH_FLAGS)
+
+## monitoring-check: validate prometheus.yml, the rules and the compose file; run the rule tests
+monitoring-check:
+	promtool check config prometheus.yml
+	promtool check rules prometheus/rules/*.yml
+	promtool test rules prometheus/tests/*.yml
+	docker-compose config --quiet
+
+## monitoring-up: start Prometheus, Grafana and node exporter (needs Docker)
+monitoring-up:
+	docker-compose up -d
+
+## monitoring-down: stop them (data is kept in named volumes)
+monitoring-down:
+	docker-compose down
 
 ## clean: remove local stores and caches (not the virtualenv)
 clean:

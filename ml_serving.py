@@ -1,6 +1,6 @@
 """Serve the penguins classifier over HTTP: gunicorn, several workers, Prometheus metrics.
 
-Usage: python ml_serving.py [--host HOST] [--port PORT] [--workers N] [--model-uri URI]
+Usage: python ml_serving.py [--host HOST] [--port PORT] [--workers N] [--threads N] [...]
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 from penguins.config import (
@@ -27,6 +28,11 @@ DEFAULT_PORT = 5000
 # 0.0.0.0 so that Prometheus in docker-compose reaches the API through
 # host.docker.internal; --host 127.0.0.1 keeps it to this machine.
 DEFAULT_HOST = "0.0.0.0"
+# gunicorn's sync worker. Threads (gthread) answer more requests per second by keeping
+# connections alive, but gunicorn 26.2's gthread worker under steady keep-alive traffic
+# takes the whole graceful timeout to stop and leaves requests unanswered meanwhile
+# (docs/serving.md, "Performance"): opt in with --threads.
+DEFAULT_THREADS = 1
 
 
 def default_workers() -> int:
@@ -44,6 +50,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=default_workers(),
         help="worker processes (default: $WEB_CONCURRENCY, else CPUs + 1, at least 2)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=DEFAULT_THREADS,
+        help="threads per worker (default 1: gunicorn's sync worker; more: gthread)",
     )
     parser.add_argument(
         "--tracking-uri",
@@ -86,6 +98,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be at least 1")
+    if args.threads < 1:
+        parser.error("--threads must be at least 1")
     if not 0 <= args.port <= 65535:
         parser.error("--port must be between 0 and 65535")
     return args
@@ -138,30 +152,17 @@ def main(argv: list[str] | None = None) -> int:
 
     if get_debug_flag():  # FLASK_DEBUG=1: the only way the debugger comes on
         return run_debug(args)
-    from penguins.server import (
-        GunicornServer,
-        gunicorn_options,
-        preload,
-        prepare_metrics_dir,
-        prepare_store,
-        remove_metrics_dir,
-    )
+    return run_gunicorn(args)
+
+
+def run_gunicorn(args: argparse.Namespace) -> int:
+    """Run gunicorn with a metrics directory of this server's own; return the exit code."""
+    from penguins.server import prepare_metrics_dir, remove_metrics_dir
 
     metrics_dir, ours = prepare_metrics_dir()  # before anything imports prometheus_client
     master = os.getpid()
     try:
-        preload()  # heavy imports once, in the master: workers boot quickly
-        if not prepare_store(args.tracking_uri):
-            log.warning("store %s not usable yet; workers keep trying", args.tracking_uri)
-        log.info(
-            "serving on http://%s:%d with %d workers; metrics in %s",
-            args.host,
-            args.port,
-            args.workers,
-            metrics_dir,
-        )
-        options = gunicorn_options(args.host, args.port, args.workers, args.access_log)
-        GunicornServer(options, app_config(args)).run()
+        return start_gunicorn(args, metrics_dir)
     except SystemExit as exc:  # gunicorn ends with sys.exit, on a clean stop too
         code = exc.code if isinstance(exc.code, int) else 1
         if os.getpid() != master:
@@ -172,6 +173,32 @@ def main(argv: list[str] | None = None) -> int:
         # master may remove the directory, or one worker's exit wipes everyone's metrics.
         if ours and os.getpid() == master:
             remove_metrics_dir(metrics_dir)
+
+
+def start_gunicorn(args: argparse.Namespace, metrics_dir: Path) -> int:
+    """Prepare what the workers will share, then serve until gunicorn stops."""
+    from penguins.features import DataError
+    from penguins.served_model import smoke_rows
+    from penguins.server import GunicornServer, gunicorn_options, preload, prepare_store
+
+    preload()  # heavy imports once, in the master: workers boot quickly
+    try:
+        smoke_rows()  # every model is checked on these rows; read once, shared by workers
+    except DataError as exc:
+        log.error("error: %s", exc)
+        return 2
+    if not prepare_store(args.tracking_uri):
+        log.warning("store %s not usable yet; workers keep trying", args.tracking_uri)
+    log.info(
+        "serving on http://%s:%d with %d workers of %d threads; metrics in %s",
+        args.host,
+        args.port,
+        args.workers,
+        args.threads,
+        metrics_dir,
+    )
+    options = gunicorn_options(args.host, args.port, args.workers, args.threads, args.access_log)
+    GunicornServer(options, app_config(args)).run()
     return 0
 
 

@@ -167,7 +167,8 @@ def _json_body() -> Any:
     except RecursionError:
         raise ApiError(400, "body is not valid JSON: nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
-        raise ApiError(400, f"body is not valid JSON: {str(exc).splitlines()[0][:200]}") from None
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise ApiError(400, f"body is not valid JSON: {reason}") from None
 
 
 def _parse_int(text: str) -> int | float:

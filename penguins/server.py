@@ -145,18 +145,23 @@ class GunicornServer(BaseApplication):
         return create_app(self.app_config)
 
 
-def gunicorn_options(host: str, port: int, workers: int, access_log: bool) -> dict[str, Any]:
+def gunicorn_options(
+    host: str, port: int, workers: int, threads: int, access_log: bool
+) -> dict[str, Any]:
     """Return the gunicorn settings of the API."""
     return {
         "bind": f"{host}:{port}",
         "workers": workers,
-        "worker_class": "sync",
+        # sync by default: see DEFAULT_THREADS in ml_serving.py for why not gthread.
+        "worker_class": "gthread" if threads > 1 else "sync",
+        "threads": threads,
+        "keepalive": 5,
         # gunicorn 26 opens a control socket at one fixed path in $HOME (or
         # $XDG_RUNTIME_DIR); a second server on the machine would take it over. The
         # API does not use it, so none: any number of servers can run side by side.
         "control_socket_disable": True,
-        # Each worker loads its model within this; the default 30 s is tight on a
-        # busy machine where importing MLflow alone can take several seconds.
+        # A worker silent for this long is killed. Booting includes the first model
+        # load, which from a remote tracking server can take a while.
         "timeout": 120,
         "graceful_timeout": 30,
         "accesslog": "-" if access_log else None,

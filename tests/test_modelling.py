@@ -77,7 +77,8 @@ def test_confusion_matrix_is_a_png(client, runs, tmp_path):
 def test_champion_is_registered_with_signature(trained_store, client):
     version = client.get_model_version_by_alias(trained_store.model_name, trained_store.alias)
     assert version.tags["algorithm"] in {c.name for c in candidates()}
-    info = mlflow.models.get_model_info(trained_store.model_uri)
+    with using_store(trained_store.tracking_uri):
+        info = mlflow.models.get_model_info(trained_store.model_uri)
     assert [c.name for c in info.signature.inputs.inputs] == list(FEATURES)
     assert info.signature.inputs.input_types()[-1].name == "long"
 

@@ -308,8 +308,11 @@ def test_sigterm_loses_no_answered_prediction(serve, trained_store, tmp_path):
     server.wait_ready()
     load = Load(server.url, threads=3)
     load.wait_until(lambda: len(load.answers) >= 60, 30, "traffic before the stop")
+    metrics_dir = Path(re.search(r"metrics in (\S+)", server.output())[1])
+    assert metrics_dir.is_dir()
     assert server.stop() == 0  # SIGTERM while requests are in flight
     load.stop()
+    assert not metrics_dir.exists(), "the server removes the metrics directory it made"
     answered = [pid for status, _, pid in load.answers if status == 200]
     assert len(answered) >= 60
     log = PredictionLog(log_uri)
@@ -366,8 +369,10 @@ def test_starts_without_a_champion_then_serves_it_when_one_appears(
 
 
 def test_each_server_gets_its_own_control_socket_setting_and_metrics_dir(monkeypatch, tmp_path):
-    options = gunicorn_options("127.0.0.1", 5000, 2, access_log=False)
+    options = gunicorn_options("127.0.0.1", 5000, 2, 1, access_log=False)
     assert options["control_socket_disable"] is True
+    assert options["worker_class"] == "sync"
+    assert gunicorn_options("127.0.0.1", 5000, 2, 4, access_log=False)["worker_class"] == "gthread"
     given = tmp_path / "metrics"
     given.mkdir()
     (given / "counter_123.db").write_bytes(b"old")
@@ -385,14 +390,16 @@ def test_flags_override_the_environment(monkeypatch):
     monkeypatch.setenv("WEB_CONCURRENCY", "3")
     args = ml_serving.parse_args([])
     assert (args.max_batch_size, args.refresh_seconds, args.workers) == (50, 7.0, 3)
-    assert (args.host, args.port) == ("0.0.0.0", 5000)
+    assert (args.host, args.port, args.threads) == ("0.0.0.0", 5000, 1)
     args = ml_serving.parse_args(["--max-batch-size", "9", "--workers", "4", "--port", "5123"])
     assert (args.max_batch_size, args.workers, args.port) == (9, 4, 5123)
     config = ml_serving.app_config(args)
     assert config["MAX_BATCH_SIZE"] == 9
 
 
-@pytest.mark.parametrize("argv", [["--workers", "0"], ["--port", "70000"], ["--port", "x"]])
+@pytest.mark.parametrize(
+    "argv", [["--workers", "0"], ["--threads", "0"], ["--port", "70000"], ["--port", "x"]]
+)
 def test_bad_flags_exit_with_usage(argv, capsys):
     import ml_serving
 
