@@ -121,6 +121,17 @@ def log_tail(path: Path, lines: int = 25) -> str:
         return "(no log)"
 
 
+def describe(server: Server) -> str:
+    """Say whether a server is still running, which of its processes live, and its log's end."""
+    code = server.process.poll()
+    state = "running" if code is None else f"exited with {code}"
+    alive = [f"{p.pid} {p.status()}" for p in tree(server.process.pid) if p.is_running()]
+    return (
+        f"{server.spec.name} (pid {server.process.pid}) {state}; processes: "
+        f"{', '.join(alive) or 'none'}; log:\n{log_tail(server.log_path)}"
+    )
+
+
 def wait_ready(server: Server, timeout_s: float) -> float:
     """Poll the health route until it answers 200; return seconds since the spawn."""
     url = server.spec.url(server.spec.health_path)

@@ -178,16 +178,19 @@ def measure_run(
     The attempt kept is the one with the least other work, whatever its speed, so the
     choice never looks at the figures being measured.
     """
-    url = server.spec.url(server.spec.predict_path)
+    url, name = server.spec.url(server.spec.predict_path), server.spec.name
     attempts = []
     for attempt in range(1 + settings.busy_retries):
         if attempt:
             say(f"  other work took {attempts[-1]['other_cpu_pct']:.0f} % of the CPU: again")
             time.sleep(2)
         before = _cpu_snapshot(started, server)
-        result = load.run_wrk(
-            url, script, connections, settings.duration_s, settings.wrk_threads, server.spec.name
-        )
+        try:
+            result = load.run_wrk(
+                url, script, connections, settings.duration_s, settings.wrk_threads, name
+            )
+        except load.LoadError as exc:
+            raise load.LoadError(f"{exc}\n{servers.describe(server)}") from exc
         cpu = _cpu_used(before, _cpu_snapshot(started, server))
         attempts.append(
             {
