@@ -125,7 +125,12 @@ def describe(server: Server) -> str:
     """Say whether a server is still running, which of its processes live, and its log's end."""
     code = server.process.poll()
     state = "running" if code is None else f"exited with {code}"
-    alive = [f"{p.pid} {p.status()}" for p in tree(server.process.pid) if p.is_running()]
+    alive = []
+    for proc in tree(server.process.pid):
+        try:
+            alive.append(f"{proc.pid} {proc.status()}")
+        except psutil.NoSuchProcess:
+            continue
     return (
         f"{server.spec.name} (pid {server.process.pid}) {state}; processes: "
         f"{', '.join(alive) or 'none'}; log:\n{log_tail(server.log_path)}"
