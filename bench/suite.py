@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -162,7 +163,8 @@ def _cpu_used(before: dict, after: dict) -> dict[str, float]:
     cores = os.cpu_count() or 1
     other = delta["machine"] - delta["wrk"] - delta["ours"]
     # The harness itself idles in wait(); snapshot noise can make "other" a hair negative.
-    return {"server": delta["server"], "other_pct": max(0.0, 100 * other / (delta["at"] * cores))}
+    share = 100 * other / (delta["at"] * cores)
+    return {"server": delta["server"], "other_pct": min(100.0, max(0.0, share))}
 
 
 def measure_run(
@@ -312,6 +314,65 @@ def measure_profiles(settings: Settings, server: servers.Server, script: Path, s
     }
 
 
+def keep_logs(tmp_dir: Path) -> Path:
+    """Copy the servers' and training's logs out of the temporary folder; return where."""
+    kept = Path(tempfile.mkdtemp(prefix="penguins-bench-logs-"))
+    for log_file in tmp_dir.glob("*.log"):
+        shutil.copy(log_file, kept / log_file.name)
+    return kept
+
+
+def measure_all(
+    settings: Settings, model: dict | None, tmp_dir: Path, stack: ExitStack, figures: dict, say: Say
+) -> None:
+    """Run the stages that need the temporary folder; servers go on ``stack``."""
+    say("timing `python modelling.py` into a temporary store")
+    figures["training_s"], trained_uri = time_training(tmp_dir)
+    say(f"  {figures['training_s']:.1f} s")
+    if model is None:
+        model = champion(settings, trained_uri)
+        if model is None:
+            raise BenchError(f"modelling.py left no {settings.model_uri} in {trained_uri}")
+    figures["model"] = model
+    uri = model["tracking_uri"]
+    figures["inprocess_ms"] = measure_inprocess(settings, uri, say)
+
+    specs = {
+        "ours": lambda: servers.ours(uri, settings.workers, tmp_dir / "predictions.db"),
+        "mlflow": lambda: servers.mlflow_serve(uri, settings.workers, settings.model_uri),
+        "mlflow-1w": lambda: servers.mlflow_serve(uri, 1, settings.model_uri, "mlflow-1w"),
+    }
+    started: dict[str, servers.Server] = {}
+    figures["cold_start_s"], figures["settled_s"] = {}, {}
+    for name in settings.servers:
+        say(f"starting {name}")
+        server = started[name] = stack.enter_context(servers.running(specs[name](), tmp_dir))
+        # One at a time, each idle before the next starts: no start-up overlaps another.
+        figures["cold_start_s"][name] = server.cold_start_s
+        figures["settled_s"][name] = servers.settle(server)
+        say(
+            f"  first 200 after {server.cold_start_s:.2f} s, "
+            f"every worker idle after {figures['settled_s'][name]:.2f} s"
+        )
+
+    frame = workload.rows(1)
+    check_same_answer(started, frame)
+    scripts = write_scripts(started, frame, tmp_dir)
+    figures["load"], figures["runs"] = measure_load(settings, started, scripts, say)
+    # Warm (after the one-row runs), then again after the big batches, which grow the
+    # workers and copy pages they shared with the master.
+    figures["memory"] = {name: servers.tree_memory(s) for name, s in started.items()}
+    figures["batch"] = measure_batch(settings, started, say)
+    figures["memory_after_batch"] = {name: servers.tree_memory(s) for name, s in started.items()}
+    if "ours" in started:
+        say(f"/metrics: {settings.scrapes} scrapes")
+        scrapes = timing.get_timings(started["ours"].spec.url("/metrics"), settings.scrapes)
+        figures["metrics_scrape_ms"] = [s * 1000 for s in scrapes]
+    if "ours" in started and settings.profile_s > 0:
+        figures["profile"] = measure_profiles(settings, started["ours"], scripts["ours"], say)
+    figures["load_after"] = system.load_average()
+
+
 def run(settings: Settings, say: Say = print) -> dict:
     """Run every stage and return the figures; servers are stopped whatever happens."""
     figures: dict = {
@@ -336,55 +397,13 @@ def run(settings: Settings, say: Say = print) -> dict:
             f"no {settings.model_uri} in {settings.tracking_uri}: run `python modelling.py` "
             "first, or pass --train to benchmark a champion trained into a temporary store"
         )
-    with tempfile.TemporaryDirectory(prefix="penguins-bench-") as tmp, ExitStack() as stack:
-        tmp_dir = Path(tmp)
-        say("timing `python modelling.py` into a temporary store")
-        figures["training_s"], trained_uri = time_training(tmp_dir)
-        say(f"  {figures['training_s']:.1f} s")
-        if model is None:
-            model = champion(settings, trained_uri)
-            if model is None:
-                raise BenchError(f"modelling.py left no {settings.model_uri} in {trained_uri}")
-        figures["model"] = model
-        uri = model["tracking_uri"]
-        figures["inprocess_ms"] = measure_inprocess(settings, uri, say)
-
-        specs = {
-            "ours": lambda: servers.ours(uri, settings.workers, tmp_dir / "predictions.db"),
-            "mlflow": lambda: servers.mlflow_serve(uri, settings.workers, settings.model_uri),
-            "mlflow-1w": lambda: servers.mlflow_serve(uri, 1, settings.model_uri, "mlflow-1w"),
-        }
-        started: dict[str, servers.Server] = {}
-        figures["cold_start_s"], figures["settled_s"] = {}, {}
-        for name in settings.servers:
-            say(f"starting {name}")
-            server = started[name] = stack.enter_context(servers.running(specs[name](), tmp_dir))
-            # One at a time, each idle before the next starts: no start-up overlaps another.
-            figures["cold_start_s"][name] = server.cold_start_s
-            figures["settled_s"][name] = servers.settle(server)
-            say(
-                f"  first 200 after {server.cold_start_s:.2f} s, "
-                f"every worker idle after {figures['settled_s'][name]:.2f} s"
-            )
-
-        frame = workload.rows(1)
-        check_same_answer(started, frame)
-        scripts = write_scripts(started, frame, tmp_dir)
-        figures["load"], figures["runs"] = measure_load(settings, started, scripts, say)
-        # Warm (after the one-row runs), then again after the big batches, which grow the
-        # workers and copy pages they shared with the master.
-        figures["memory"] = {name: servers.tree_memory(s) for name, s in started.items()}
-        figures["batch"] = measure_batch(settings, started, say)
-        figures["memory_after_batch"] = {
-            name: servers.tree_memory(s) for name, s in started.items()
-        }
-        if "ours" in started:
-            say(f"/metrics: {settings.scrapes} scrapes")
-            scrapes = timing.get_timings(started["ours"].spec.url("/metrics"), settings.scrapes)
-            figures["metrics_scrape_ms"] = [s * 1000 for s in scrapes]
-        if "ours" in started and settings.profile_s > 0:
-            figures["profile"] = measure_profiles(settings, started["ours"], scripts["ours"], say)
-        figures["load_after"] = system.load_average()
+    with tempfile.TemporaryDirectory(prefix="penguins-bench-") as tmp:
+        try:
+            with ExitStack() as stack:
+                measure_all(settings, model, Path(tmp), stack, figures, say)
+        except (BenchError, load.LoadError, servers.ServerError, timing.CallError) as exc:
+            kept = keep_logs(Path(tmp))
+            raise BenchError(f"{exc}\n(servers' logs kept in {kept})") from exc
     # With every server stopped: what the rest of the machine was doing at the end.
     figures["cpu_busy_after"] = system.cpu_busy()
     return figures
