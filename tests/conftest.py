@@ -22,6 +22,29 @@ from tests.serving_fixtures import (  # noqa: F401 - fixtures of the prediction 
 DATA_PATH = PROJECT_DIR / "data" / "penguins.csv"
 
 
+_SUMMARY = pytest.StashKey[list]()
+
+
+def pytest_configure(config) -> None:
+    """Start the list of lines the run prints at its end."""
+    config.stash[_SUMMARY] = []
+
+
+def pytest_terminal_summary(terminalreporter, config) -> None:
+    """Print what tests measured (e.g. panel queries answered), even under -q."""
+    lines = config.stash.get(_SUMMARY, [])
+    if lines:
+        terminalreporter.section("measured")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def summary_line(request):
+    """Return a function that adds one line to the summary printed at the end of the run."""
+    return request.config.stash[_SUMMARY].append
+
+
 @dataclass(frozen=True)
 class TrainedStore:
     """A temporary SQLite tracking store holding a trained champion."""

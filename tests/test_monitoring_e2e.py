@@ -211,7 +211,7 @@ def test_every_rule_file_is_loaded_and_evaluates(traffic):
     assert broken == []
 
 
-def test_every_panel_query_returns_data(traffic):
+def test_every_panel_query_returns_data(traffic, summary_line):
     queries = panel_queries()
     missing = queries
     deadline = time.monotonic() + DATA_TIMEOUT
@@ -220,6 +220,6 @@ def test_every_panel_query_returns_data(traffic):
         if missing:
             time.sleep(1)
     answered = len(queries) - len(missing)
-    print(f"{answered}/{len(queries)} panel queries returned data")
+    summary_line(f"monitoring e2e: {answered}/{len(queries)} panel queries returned data")
     detail = "\n".join(f"  {uid} / {title}: {expr}" for uid, title, expr in missing)
     assert not missing, f"{len(missing)} panel queries returned no data:\n{detail}"
