@@ -127,7 +127,10 @@ class PredictionLog:
 
     def record(self, records: Iterable[PredictionRecord]) -> None:
         """Append predictions in one committed transaction."""
-        rows = [r.as_row() for r in records]
+        self.record_rows([r.as_row() for r in records])
+
+    def record_rows(self, rows: Sequence[tuple]) -> None:
+        """Append predictions given as tuples in the order of ``PredictionRecord.as_row``."""
         with self._lock:
             conn = self._connect()
             with conn:
