@@ -231,10 +231,12 @@ def _new_ids(n: int) -> list[str]:
     ]
 
 
-# One prediction as JSON text, shaped as :class:`Prediction` (``%r`` of a finite float
-# is a JSON number). Formatting text straight from the probabilities costs less time and
-# far less memory than a dict per row serialised afterwards: a worker's heap no longer
-# keeps tens of megabytes after a full batch.
+# One prediction as JSON text, shaped as :class:`Prediction`. Formatting text straight
+# from the probabilities costs less time and far less memory than a dict per row
+# serialised afterwards: a worker's heap no longer keeps tens of megabytes after a full
+# batch. ``%r`` of a finite float is a JSON number; probabilities are finite (checked
+# when a model is loaded, and the log's NOT NULL column refuses a NaN confidence before
+# any answer is written, as it did before).
 _PREDICTION_JSON = (
     '{"predicted_species":"%s","confidence":%r,'
     f'"probabilities":{{"{SPECIES[0]}":%r,"{SPECIES[1]}":%r,"{SPECIES[2]}":%r}},'
@@ -269,22 +271,6 @@ def _predict(model: ServedModel, rows: Sequence[tuple]) -> tuple[list[str], floa
     observe = state.metrics.confidence.labels(algorithm).observe
     for confidence in confidences:
         observe(confidence)
-    if not np.isfinite(proba).all():  # models are checked for this when loaded
-        # repr would write NaN, which is no JSON; orjson writes null, as pydantic did.
-        answers = [
-            orjson.dumps(
-                {
-                    "predicted_species": name,
-                    "confidence": confidence,
-                    "probabilities": dict(zip(SPECIES, p, strict=True)),
-                    "prediction_time": seconds,
-                    "model_version": version,
-                    "prediction_id": pid,
-                }
-            ).decode()
-            for name, confidence, p, pid in zip(species, confidences, probs, ids, strict=True)
-        ]
-        return answers, seconds
     version_json = json.dumps(version)
     answers = [
         _PREDICTION_JSON % (name, confidence, p[0], p[1], p[2], seconds, version_json, pid)
