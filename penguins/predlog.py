@@ -127,12 +127,18 @@ class PredictionLog:
 
     def record(self, records: Iterable[PredictionRecord]) -> None:
         """Append predictions in one committed transaction."""
-        rows = [r.as_row() for r in records]
+        self.record_rows([r.as_row() for r in records])
+
+    def record_rows(self, rows: Iterable[tuple]) -> None:
+        """Append predictions given as tuples in the order of ``PredictionRecord.as_row``.
+
+        ``rows`` may be a generator: SQLite takes one at a time, none kept in memory.
+        """
         with self._lock:
             conn = self._connect()
             with conn:
-                conn.executemany(_INSERT, rows)
-            self._inserted += len(rows)
+                inserted = conn.executemany(_INSERT, rows).rowcount
+            self._inserted += inserted
             if self._inserted >= PRUNE_EVERY:
                 self._inserted = 0
                 self._prune(conn)

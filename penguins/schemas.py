@@ -25,7 +25,14 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from penguins.errors import FieldError
-from penguins.features import BOUNDS, FEATURES, ISLAND_CODES, SEX_CODES, SPECIES
+from penguins.features import (
+    BOUNDS,
+    FEATURES,
+    ISLAND_CODES,
+    NUMERIC_FEATURES,
+    SEX_CODES,
+    SPECIES,
+)
 
 # Literal[SPECIES] spells out the three names; the order is the API's everywhere.
 Species = Literal[SPECIES]  # type: ignore[valid-type]
@@ -195,6 +202,75 @@ class Sample(BaseModel):
             island,
             sex,
         )
+
+
+# ---- the happy path, without pydantic ---------------------------------------------
+#
+# Validating a 10,000-sample batch through Sample costs about half a second of Python
+# callbacks. fast_rows() accepts only samples that Sample certainly accepts and gives
+# the same rows; anything else (including every invalid sample) makes it return None,
+# and the caller then validates through the models above, which produce the error
+# details. So it never decides what is an error and what its message is.
+
+_MEASUREMENTS = tuple((name, BOUNDS[name].low, BOUNDS[name].high) for name in NUMERIC_FEATURES)
+_BY_NAME = {
+    kind: {name.lower(): code for name, code in codes.items()}
+    for kind, codes in (("island", ISLAND_CODES), ("sex", SEX_CODES))
+}
+_CODES = {
+    "island": frozenset(ISLAND_CODES.values()),
+    "sex": frozenset(SEX_CODES.values()),
+}
+
+
+def _fast_code(sample: dict, kind: str) -> int | None:
+    """Return the code of one categorical pair of a sample, or None if not plainly valid."""
+    code = sample.get(f"{kind}_encoded")
+    if code is not None:
+        # type() is exact: bools (an int subclass) are not codes under strict validation.
+        return code if type(code) is int and code in _CODES[kind] else None
+    name = sample.get(kind)
+    if type(name) is str:
+        return _BY_NAME[kind].get(name.strip().lower())  # as _name_checker reads it
+    return None
+
+
+def fast_rows(samples: object) -> list[tuple[float | int, ...]] | None:
+    """Return the model rows of samples that Sample would accept, or None if any might fail.
+
+    The rows equal ``[Sample.model_validate(s).row() for s in samples]``. Exactly six
+    keys, all four measurements and a code or name of each pair means no unexpected
+    field and no pair given twice; a key present with ``null`` falls back to the models.
+    """
+    if type(samples) is not list or not samples:
+        return None
+    (n1, lo1, hi1), (n2, lo2, hi2), (n3, lo3, hi3), (n4, lo4, hi4) = _MEASUREMENTS
+    rows = []
+    append = rows.append
+    for sample in samples:
+        if type(sample) is not dict or len(sample) != 6:
+            return None
+        try:
+            a, b, c, d = sample[n1], sample[n2], sample[n3], sample[n4]
+        except KeyError:
+            return None
+        # type() is exact: no bools, no str; NaN fails every comparison, inf the bounds.
+        if not (
+            (type(a) is float or type(a) is int)
+            and (type(b) is float or type(b) is int)
+            and (type(c) is float or type(c) is int)
+            and (type(d) is float or type(d) is int)
+            and lo1 <= a <= hi1
+            and lo2 <= b <= hi2
+            and lo3 <= c <= hi3
+            and lo4 <= d <= hi4
+        ):
+            return None
+        island, sex = _fast_code(sample, "island"), _fast_code(sample, "sex")
+        if island is None or sex is None:
+            return None
+        append((float(a), float(b), float(c), float(d), island, sex))
+    return rows
 
 
 class BatchRequest(BaseModel):

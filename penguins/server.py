@@ -7,6 +7,7 @@ store when it is first imported.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import multiprocessing
 import os
@@ -64,12 +65,27 @@ PRELOAD = (
     "mlflow.store.tracking.sqlalchemy_store",
     "mlflow.store.model_registry.sqlalchemy_store",
 )
+# What a worker still imported when it opened the store and loaded the model: loaded
+# in the master, they are shared instead of copied into each worker. Library
+# internals that may move between versions, so a missing one is skipped.
+PRELOAD_IF_PRESENT = (
+    "sqlalchemy.dialects.sqlite",
+    "alembic.command",
+    "alembic.config",
+    "mlflow.store.tracking.sqlalchemy_workspace_store",
+    "mlflow.store.model_registry.sqlalchemy_workspace_store",
+    "narwhals._pandas_like.dataframe",
+    "narwhals._pandas_like.namespace",
+)
 
 
 def preload() -> None:
     """Import the heavy modules workers need, in the master, before any fork."""
     for name in PRELOAD:
         importlib.import_module(name)
+    for name in PRELOAD_IF_PRESENT:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
 
 
 def prepare_store(tracking_uri: str, timeout: float = 120.0) -> bool:

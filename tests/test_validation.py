@@ -6,9 +6,10 @@ import json
 import uuid
 
 import pytest
+from pydantic import ValidationError
 
 from penguins.features import BOUNDS
-from penguins.schemas import ErrorBody, Sample, field_path
+from penguins.schemas import ErrorBody, Sample, fast_rows, field_path
 from tests.serving_fixtures import SAMPLE, SAMPLE_BY_NAME
 
 
@@ -219,3 +220,80 @@ def test_field_paths(loc, path):
 
 def test_sample_row_is_in_feature_order_with_codes():
     assert Sample.model_validate(SAMPLE_BY_NAME).row() == (39.1, 18.7, 181.0, 3750.0, 0, 1)
+
+
+# ---- the pydantic-free happy path agrees with the models ----------------------------
+
+FAST_PATH_CASES = [
+    SAMPLE,
+    SAMPLE_BY_NAME,
+    {**SAMPLE, "bill_length_mm": 39},  # an integer for a number
+    {**without(SAMPLE_BY_NAME, "island"), "island": "  dReAm\t"},
+    {**SAMPLE, "bill_length_mm": BOUNDS["bill_length_mm"].low},
+    {**SAMPLE, "body_mass_g": BOUNDS["body_mass_g"].high},
+    *(sample for _, sample, _ in SAMPLE_422),
+    {**SAMPLE, "bill_length_mm": True},
+    {**SAMPLE, "bill_length_mm": "39.1"},
+    {**SAMPLE, "bill_length_mm": float("nan")},
+    {**SAMPLE, "bill_length_mm": float("inf")},
+    {**SAMPLE, "island_encoded": True},
+    {**SAMPLE, "island_encoded": 1.0},
+    {**SAMPLE, "island_encoded": 2**70},
+    {**SAMPLE, "island_encoded": None},
+    {**SAMPLE, "island": None},
+    {**without(SAMPLE, "island_encoded"), "island": "Biſcoe"},  # folds to s in Unicode
+    {**without(SAMPLE, "island_encoded"), "island": "Torgersen", "sex": "male"},
+    {**without(SAMPLE, "island_encoded", "sex_encoded"), "island": 1, "sex": "male"},
+]
+
+
+@pytest.mark.parametrize("sample", FAST_PATH_CASES)
+def test_fast_rows_accepts_only_what_sample_accepts_with_the_same_row(sample):
+    try:
+        expected = [Sample.model_validate(sample).row()]
+    except ValidationError:
+        expected = None
+    rows = fast_rows([sample])
+    if expected is None:
+        assert rows is None
+    else:
+        assert rows in (None, expected)
+        assert rows is None or [type(v) for v in rows[0]] == [type(v) for v in expected[0]]
+
+
+def test_fast_rows_leaves_empty_and_non_lists_to_the_models():
+    assert fast_rows([]) is None
+    assert fast_rows({"0": SAMPLE}) is None
+    assert fast_rows([SAMPLE, [SAMPLE]]) is None
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        # orjson reads a 70-bit integer as a float; the answer is that of the exact integer.
+        ({**SAMPLE, "island_encoded": 2**70}, "island_encoded", "unknown island code"),
+        ({**SAMPLE, "sex_encoded": True}, "sex_encoded", "valid integer"),
+    ],
+)
+def test_samples_the_fast_path_refuses_get_the_models_answer(client, body, field, message):
+    for path, sent, where in [
+        ("/predict", body, field),
+        ("/predict/batch", {"samples": [SAMPLE, body]}, f"samples[1].{field}"),
+    ]:
+        error = check_error(post_raw(client, path, json.dumps(sent)), 422, where)
+        assert message in error["details"][0]["message"], error
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda text: b"\xef\xbb\xbf" + text.encode(),  # a UTF-8 byte order mark
+        lambda text: text.encode("utf-16"),
+    ],
+)
+def test_json_the_standard_library_reads_is_still_answered(client, encode):
+    assert post_raw(client, "/predict", encode(json.dumps(SAMPLE))).status_code == 200
+    body = encode(json.dumps({"samples": [SAMPLE, SAMPLE_BY_NAME]}))
+    resp = post_raw(client, "/predict/batch", body)
+    assert resp.status_code == 200
+    assert resp.json["count"] == 2
