@@ -16,6 +16,7 @@ versions show 1. Dashboards select the served version with ``ml_model_info == 1`
 
 from __future__ import annotations
 
+import glob
 import os
 from collections.abc import Iterable
 
@@ -49,6 +50,31 @@ KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPT
 OTHER = "other"
 OUTCOMES = ("correct", "incorrect")
 RELOAD_RESULTS = ("success", "failed")
+
+
+class WrittenFilesCollector:
+    """All workers' metrics, from the metric files that have been written.
+
+    A worker's file is empty for a moment after the worker creates it, and
+    prometheus_client's collector fails reading it then (struct.error), which made
+    /metrics answer 500 right after a worker restart. An empty file holds no
+    values yet, so leaving it out loses nothing.
+    """
+
+    def __init__(self, path: str) -> None:
+        """Read the metric files of the multiprocess directory ``path``."""
+        self.path = path
+
+    def collect(self):
+        """Merge the non-empty metric files, as MultiProcessCollector does with all."""
+        files = []
+        for name in glob.glob(os.path.join(self.path, "*.db")):
+            try:
+                if os.path.getsize(name) > 0:
+                    files.append(name)
+            except FileNotFoundError:  # a dead worker's gauge file, removed meanwhile
+                continue
+        return MultiProcessCollector.merge(files, accumulate=True)
 
 
 def multiprocess_dir() -> str | None:
@@ -172,6 +198,6 @@ class ServingMetrics:
         path = multiprocess_dir()
         if path:
             registry = CollectorRegistry()
-            MultiProcessCollector(registry, path=path)
+            registry.register(WrittenFilesCollector(path))
             return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

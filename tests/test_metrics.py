@@ -6,10 +6,11 @@ import uuid
 
 import pytest
 from prometheus_client import CollectorRegistry
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.parser import text_string_to_metric_families
 
 from penguins.features import SPECIES
-from penguins.metrics import ServingMetrics, method_label
+from penguins.metrics import ServingMetrics, WrittenFilesCollector, method_label
 from penguins.registry import ModelDescription
 from tests.serving_fixtures import GENTOO, SAMPLE
 
@@ -140,3 +141,16 @@ def test_multiprocess_mode_refuses_a_late_environment_variable(monkeypatch, tmp_
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     with pytest.raises(RuntimeError, match="PROMETHEUS_MULTIPROC_DIR"):
         ServingMetrics()
+
+
+def test_a_new_workers_empty_metric_file_does_not_break_the_scrape(tmp_path):
+    """A worker's file is empty for a moment after it is created; a scrape then must work."""
+    values = tmp_path / "counter_1.db"
+    writer = MmapedDict(str(values))
+    key = mmap_key("ml_feedback", "ml_feedback_total", [], [], "feedback")
+    writer.write_value(key, 3.0, 0.0)
+    writer.close()
+    (tmp_path / "counter_424242.db").touch()  # just created, nothing written yet
+    registry = CollectorRegistry()
+    registry.register(WrittenFilesCollector(str(tmp_path)))
+    assert registry.get_sample_value("ml_feedback_total") == 3.0
