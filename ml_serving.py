@@ -32,7 +32,7 @@ DEFAULT_HOST = "0.0.0.0"
 # gunicorn's sync worker. Threads (gthread) answer more requests per second by keeping
 # connections alive, but gunicorn 26.2's gthread worker under steady keep-alive traffic
 # takes the whole graceful timeout to stop and leaves requests unanswered meanwhile
-# (docs/serving.md, "Performance"): opt in with --threads.
+# (README.md, "Serving" > "Performance"): opt in with --threads.
 DEFAULT_THREADS = 1
 
 

@@ -1,7 +1,7 @@
 """Serve system usage, live accuracy and input drift of the penguins model to Prometheus.
 
 Run from the project root: ``python prometheus_exporter.py`` (port 8000). Every value
-is read when Prometheus scrapes; see docs/model-monitoring.md for what each means.
+is read when Prometheus scrapes; see README.md, "Model monitoring", for what each means.
 """
 
 from __future__ import annotations

@@ -166,11 +166,8 @@ def test_a_worker_restart_keeps_the_totals(api_server):
 
 
 def _examples_file() -> Path:
-    """Return README.md if it holds the curl examples, else docs/serving.md."""
-    readme = PROJECT_DIR / "README.md"
-    if readme.is_file() and "```bash\ncurl" in readme.read_text():
-        return readme
-    return PROJECT_DIR / "docs" / "serving.md"
+    """Return README.md, where users read the curl examples."""
+    return PROJECT_DIR / "README.md"
 
 
 def curl_examples(text: str) -> list[list[str]]:
