@@ -14,11 +14,9 @@ from pathlib import Path
 from typing import NoReturn
 
 from penguins.config import (
-    DEFAULT_MODEL_ALIAS,
-    DEFAULT_MODEL_NAME,
-    default_prediction_log_uri,
-    default_tracking_uri,
-    env_float,
+    add_prediction_log_flag,
+    add_refresh_flag,
+    add_store_flags,
     env_int,
     env_str,
 )
@@ -58,35 +56,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=DEFAULT_THREADS,
         help="threads per worker (default 1: gunicorn's sync worker; more: gthread)",
     )
-    parser.add_argument(
-        "--tracking-uri",
-        default=default_tracking_uri(),
-        help="MLflow tracking and registry store (default: $MLFLOW_TRACKING_URI or "
-        "sqlite:///mlflow.db in the project directory)",
-    )
+    add_store_flags(parser, "alias to follow")
     parser.add_argument(
         "--model-uri",
         default=env_str("MODEL_URI", ""),
         help="any MLflow model URI (default: $MODEL_URI, else models:/MODEL_NAME@MODEL_ALIAS)",
     )
-    parser.add_argument(
-        "--model-name", default=env_str("MODEL_NAME", DEFAULT_MODEL_NAME), help="registered model"
-    )
-    parser.add_argument(
-        "--alias", default=env_str("MODEL_ALIAS", DEFAULT_MODEL_ALIAS), help="alias to follow"
-    )
-    parser.add_argument(
-        "--prediction-log-uri",
-        default=default_prediction_log_uri(),
-        help="sqlite:///PATH of the prediction log (default: $PREDICTION_LOG_URI or "
-        "predictions.db in the project directory)",
-    )
-    parser.add_argument(
-        "--refresh-seconds",
-        type=float,
-        default=env_float("MODEL_REFRESH_SECONDS", 30.0),
-        help="how often each worker checks the alias (default: $MODEL_REFRESH_SECONDS or 30)",
-    )
+    add_prediction_log_flag(parser)
+    add_refresh_flag(parser, "how often each worker checks the alias")
     parser.add_argument(
         "--max-batch-size",
         type=int,

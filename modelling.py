@@ -13,11 +13,8 @@ from pathlib import Path
 
 from penguins.config import (
     DEFAULT_DATA_PATH,
-    DEFAULT_MODEL_ALIAS,
-    DEFAULT_MODEL_NAME,
     EXPERIMENT_NAME,
-    default_tracking_uri,
-    env_str,
+    add_store_flags,
 )
 from penguins.features import DataError, load_dataset
 from penguins.registry import StoreError, connect
@@ -29,18 +26,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse command-line flags; defaults come from the environment."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_PATH, help="penguins CSV")
-    parser.add_argument(
-        "--tracking-uri",
-        default=default_tracking_uri(),
-        help="MLflow tracking and registry store (default: $MLFLOW_TRACKING_URI or "
-        "sqlite:///mlflow.db in the project directory)",
-    )
-    parser.add_argument(
-        "--model-name", default=env_str("MODEL_NAME", DEFAULT_MODEL_NAME), help="registered model"
-    )
-    parser.add_argument(
-        "--alias", default=env_str("MODEL_ALIAS", DEFAULT_MODEL_ALIAS), help="alias to move"
-    )
+    add_store_flags(parser, "alias to move to the new version")
     parser.add_argument(
         "--force",
         action="store_true",

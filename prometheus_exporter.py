@@ -17,10 +17,9 @@ import threading
 from prometheus_client import CollectorRegistry, start_http_server
 
 from penguins.config import (
-    DEFAULT_MODEL_ALIAS,
-    DEFAULT_MODEL_NAME,
-    default_prediction_log_uri,
-    default_tracking_uri,
+    add_prediction_log_flag,
+    add_refresh_flag,
+    add_store_flags,
     env_float,
     env_int,
     env_str,
@@ -51,32 +50,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=env_int("PROMETHEUS_PORT", 8000),
         help="port to listen on (env PROMETHEUS_PORT)",
     )
-    parser.add_argument(
-        "--prediction-log",
-        default=default_prediction_log_uri(),
-        help="prediction log, sqlite:///PATH (env PREDICTION_LOG_URI)",
-    )
-    parser.add_argument(
-        "--tracking-uri",
-        default=default_tracking_uri(),
-        help="MLflow tracking store (env MLFLOW_TRACKING_URI)",
-    )
-    parser.add_argument(
-        "--model-name",
-        default=env_str("MODEL_NAME", DEFAULT_MODEL_NAME),
-        help="registered model whose training data is the drift reference (env MODEL_NAME)",
-    )
-    parser.add_argument(
-        "--model-alias",
-        default=env_str("MODEL_ALIAS", DEFAULT_MODEL_ALIAS),
-        help="alias of the serving version (env MODEL_ALIAS)",
-    )
-    parser.add_argument(
-        "--refresh-seconds",
-        type=float,
-        default=env_float("MODEL_REFRESH_SECONDS", 30.0),
-        help="look the alias up at most this often (env MODEL_REFRESH_SECONDS)",
-    )
+    add_prediction_log_flag(parser)
+    add_store_flags(parser, "alias of the version whose training data is the drift reference")
+    add_refresh_flag(parser, "look the alias up at most this often")
     parser.add_argument(
         "--accuracy-window",
         type=int,
@@ -140,10 +116,8 @@ def build_collector(args: argparse.Namespace) -> MonitoringCollector:
         drift_threshold=args.drift_threshold,
         disk_path=args.disk_path,
     )
-    tracker = ReferenceTracker(
-        args.tracking_uri, args.model_name, args.model_alias, args.refresh_seconds
-    )
-    return MonitoringCollector(PredictionLog(args.prediction_log), tracker.current, settings)
+    tracker = ReferenceTracker(args.tracking_uri, args.model_name, args.alias, args.refresh_seconds)
+    return MonitoringCollector(PredictionLog(args.prediction_log_uri), tracker.current, settings)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         collector = build_collector(args)
     except (ValueError, OSError, sqlite3.Error) as exc:
-        logger.error("cannot open the prediction log %s: %s", args.prediction_log, exc)
+        logger.error("cannot open the prediction log %s: %s", args.prediction_log_uri, exc)
         return 1
     registry = CollectorRegistry()
     # One collection before serving: the first scrape then finds the reference loaded

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
@@ -48,3 +49,43 @@ def env_float(name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise ValueError(f"{name} must be a number, got {raw!r}") from None
+
+
+def add_store_flags(parser: argparse.ArgumentParser, alias_help: str) -> None:
+    """Add --tracking-uri, --model-name and --alias, each defaulting to its environment variable."""
+    parser.add_argument(
+        "--tracking-uri",
+        default=default_tracking_uri(),
+        help="MLflow tracking and registry store (default: %(default)s, from "
+        "$MLFLOW_TRACKING_URI or sqlite:///mlflow.db in the project directory)",
+    )
+    parser.add_argument(
+        "--model-name",
+        default=env_str("MODEL_NAME", DEFAULT_MODEL_NAME),
+        help="registered model (default: %(default)s, from $MODEL_NAME)",
+    )
+    parser.add_argument(
+        "--alias",
+        default=env_str("MODEL_ALIAS", DEFAULT_MODEL_ALIAS),
+        help=f"{alias_help} (default: %(default)s, from $MODEL_ALIAS)",
+    )
+
+
+def add_prediction_log_flag(parser: argparse.ArgumentParser) -> None:
+    """Add --prediction-log-uri, defaulting to PREDICTION_LOG_URI."""
+    parser.add_argument(
+        "--prediction-log-uri",
+        default=default_prediction_log_uri(),
+        help="sqlite:///PATH of the prediction log (default: %(default)s, from "
+        "$PREDICTION_LOG_URI or predictions.db in the project directory)",
+    )
+
+
+def add_refresh_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    """Add --refresh-seconds, defaulting to MODEL_REFRESH_SECONDS."""
+    parser.add_argument(
+        "--refresh-seconds",
+        type=float,
+        default=env_float("MODEL_REFRESH_SECONDS", 30.0),
+        help=f"{what}, seconds (default: %(default)s, from $MODEL_REFRESH_SECONDS)",
+    )

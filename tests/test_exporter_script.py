@@ -78,7 +78,7 @@ def test_help_exits_zero():
 def test_without_a_tracking_store_it_serves_system_metrics_and_says_why(tmp_path: Path):
     db = tmp_path / "mlflow.db"
     with exporter(
-        "--prediction-log", f"sqlite:///{tmp_path / 'predictions.db'}",
+        "--prediction-log-uri", f"sqlite:///{tmp_path / 'predictions.db'}",
         "--tracking-uri", f"sqlite:///{db}",
     ) as (url, proc):  # fmt: skip
         values = samples(url)
@@ -111,7 +111,7 @@ def test_drift_and_live_accuracy_of_a_trained_champion_over_http(tmp_path: Path,
     log.close()
     expected_accuracy = float(np.mean(inputs["species"].iloc[:30] == "Adelie"))
 
-    with exporter("--prediction-log", log_uri, "--tracking-uri", tracking_uri) as (url, _):
+    with exporter("--prediction-log-uri", log_uri, "--tracking-uri", tracking_uri) as (url, _):
         values = samples(url)
     assert values[("ml_drift_detected", ())] == 1
     assert values[("ml_feature_drift_psi", (("feature", "body_mass_g"),))] > 0.2
@@ -123,7 +123,7 @@ def test_drift_and_live_accuracy_of_a_trained_champion_over_http(tmp_path: Path,
 
 
 def test_a_port_in_use_fails_with_one_clear_line(tmp_path: Path):
-    stores = ("--prediction-log", f"sqlite:///{tmp_path / 'p.db'}",
+    stores = ("--prediction-log-uri", f"sqlite:///{tmp_path / 'p.db'}",
               "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}")  # fmt: skip
     with exporter(*stores) as (url, _):
         port = url.split(":")[2].split("/")[0]
@@ -139,9 +139,9 @@ def test_a_port_in_use_fails_with_one_clear_line(tmp_path: Path):
 @pytest.mark.parametrize(
     ("argv", "env", "code", "message"),
     [
-        (["--prediction-log", "predictions.db"], {}, 1, "must look like sqlite:///PATH"),
+        (["--prediction-log-uri", "predictions.db"], {}, 1, "must look like sqlite:///PATH"),
         (
-            ["--prediction-log", "sqlite:////proc/no/such.db"],
+            ["--prediction-log-uri", "sqlite:////proc/no/such.db"],
             {},
             1,
             "cannot open the prediction log",
