@@ -1,91 +1,239 @@
-"""Project paths and the defaults of the environment variables in CONTRACT.md."""
+"""Settings: one object per process, built from defaults, then the environment, then flags.
+
+Each script declares its settings once, as a frozen dataclass whose fields are made by
+:func:`setting`: the default, the environment variable that overrides it, and the help
+of the command-line flag named after the field. :func:`from_env` reads the environment
+once; :func:`parse_settings` builds the argparse flags from the same declarations, with
+the environment's values as their defaults. Nothing else reads the environment.
+
+Store URIs are parsed here too, in one place: :func:`sqlite_path`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_PATH = PROJECT_DIR / "data" / "penguins.csv"
-
 EXPERIMENT_NAME = "penguins-classification"
-DEFAULT_MODEL_NAME = "penguins-classifier"
-DEFAULT_MODEL_ALIAS = "champion"
+
+S = TypeVar("S")
 
 
-def default_tracking_uri() -> str:
-    """Return the tracking store: MLFLOW_TRACKING_URI, else SQLite in the project directory."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{PROJECT_DIR / 'mlflow.db'}"
+def setting(
+    default: Any,
+    help: str,
+    *,
+    env: str | None = None,
+    flag: bool = True,
+    parse: Callable[[str], Any] | None = None,
+    choices: Sequence[str] | None = None,
+    minimum: float | None = None,
+    group: str | None = None,
+) -> Any:
+    """Declare one setting of a settings dataclass.
+
+    Args:
+        default: the value when neither the environment nor a flag gives one.
+        help: the flag's help text; the default and the variable are appended.
+        env: the environment variable that overrides the default (unset or empty: ignored).
+        flag: whether the setting has a command-line flag, ``--field-name``.
+        parse: turns text into a value; by default the type of ``default``.
+        choices: the accepted values, if limited.
+        minimum: the smallest accepted value of a number.
+        group: flags of one group are mutually exclusive.
+    """
+    meta = {
+        "help": help,
+        "env": env,
+        "flag": flag,
+        "parse": parse,
+        "choices": choices,
+        "minimum": minimum,
+        "group": group,
+    }
+    return field(default=default, metadata=meta)
 
 
-def default_prediction_log_uri() -> str:
-    """Return the prediction log: PREDICTION_LOG_URI, else SQLite in the project directory."""
-    return os.environ.get("PREDICTION_LOG_URI") or f"sqlite:///{PROJECT_DIR / 'predictions.db'}"
+def _parser_of(f: dataclasses.Field) -> Callable[[str], Any]:
+    """Return the function that turns a setting's text into its value."""
+    parse = f.metadata.get("parse")
+    if parse is not None:
+        return parse
+    kind = type(f.default)
+    if kind is bool:
+        return _parse_bool
+    return str if f.default is None else kind
 
 
-def env_str(name: str, default: str) -> str:
-    """Return an environment variable, or the default when it is unset or empty."""
-    return os.environ.get(name) or default
+def _parse_bool(text: str) -> bool:
+    """Read a yes/no environment value."""
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
 
 
-def env_int(name: str, default: int) -> int:
-    """Return an integer environment variable, failing clearly when it is not an integer."""
-    raw = os.environ.get(name)
-    if not raw:
-        return default
+def _convert(f: dataclasses.Field, text: str, where: str) -> Any:
+    """Convert and check one setting's text, naming where it came from in any error."""
     try:
-        return int(raw)
+        value = _parser_of(f)(text)
     except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+        kind = getattr(_parser_of(f), "__name__", "value")
+        raise ValueError(f"{where} must be a {_KIND_WORDS.get(kind, kind)}, got {text!r}") from None
+    _check(f, value, where)
+    return value
 
 
-def env_float(name: str, default: float) -> float:
-    """Return a float environment variable, failing clearly when it is not a number."""
-    raw = os.environ.get(name)
-    if not raw:
-        return default
+_KIND_WORDS = {"int": "whole number", "float": "number", "_parse_bool": "true or false"}
+
+
+def _check(f: dataclasses.Field, value: Any, where: str) -> None:
+    """Raise ValueError when a value breaks its setting's choices or minimum."""
+    choices, minimum = f.metadata.get("choices"), f.metadata.get("minimum")
+    if choices and value not in choices:
+        raise ValueError(f"{where} must be one of {', '.join(choices)}, got {value!r}")
+    if minimum is not None and value is not None and value < minimum:
+        raise ValueError(f"{where} must be at least {minimum:g}, got {value!r}")
+
+
+def from_env(cls: type[S], environ: Mapping[str, str] | None = None, **overrides: Any) -> S:
+    """Build settings from the defaults and the environment; ``overrides`` win over both."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        name = f.metadata.get("env")
+        text = environ.get(name) if name else None
+        if text:
+            values[f.name] = _convert(f, text, name)
+    values.update(overrides)
+    return cls(**values)
+
+
+def flag_name(name: str) -> str:
+    """Return the command-line flag of a setting: ``--tracking-uri`` for tracking_uri."""
+    return "--" + name.replace("_", "-")
+
+
+def build_parser(cls: type, base: Any, description: str) -> argparse.ArgumentParser:
+    """Return an argparse parser with one flag per setting, defaulting to ``base``'s values."""
+    parser = argparse.ArgumentParser(description=description)
+    groups: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if not f.metadata.get("flag", False):
+            continue
+        group = f.metadata.get("group")
+        target = parser
+        if group:
+            target = groups.setdefault(group, parser.add_mutually_exclusive_group())
+        _add_flag(target, f, getattr(base, f.name))
+    return parser
+
+
+def _add_flag(parser: Any, f: dataclasses.Field, default: Any) -> None:
+    """Add the flag of one setting."""
+    env = f.metadata.get("env")
+    origin = f", from ${env}" if env else ""
+    help_text = f.metadata["help"].replace("%", "%%")
+    if isinstance(f.default, bool):
+        parser.add_argument(flag_name(f.name), action="store_true", default=default, help=help_text)
+        return
+    shown = "none" if default is None else str(default).replace("%", "%%")
+    parser.add_argument(
+        flag_name(f.name),
+        type=lambda text, f=f: _flag_value(f, text),
+        default=default,
+        metavar=f.name.upper(),
+        help=f"{help_text} (default: {shown}{origin})",
+    )
+
+
+def _flag_value(f: dataclasses.Field, text: str) -> Any:
+    """Convert a flag's text, as argparse expects: ArgumentTypeError on bad input."""
     try:
-        return float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+        return _convert(f, text, flag_name(f.name))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def add_store_flags(parser: argparse.ArgumentParser, alias_help: str) -> None:
-    """Add --tracking-uri, --model-name and --alias, each defaulting to its environment variable."""
-    parser.add_argument(
-        "--tracking-uri",
-        default=default_tracking_uri(),
-        help="MLflow tracking and registry store (default: %(default)s, from "
-        "$MLFLOW_TRACKING_URI or sqlite:///mlflow.db in the project directory)",
+def parse_settings(
+    cls: type[S],
+    argv: Sequence[str] | None,
+    description: str,
+    environ: Mapping[str, str] | None = None,
+) -> S:
+    """Return settings from defaults, then the environment, then the flags in ``argv``.
+
+    A bad environment value or flag ends the program with argparse's usage error (exit 2).
+    """
+    parser = argparse.ArgumentParser(description=description)
+    try:
+        base = from_env(cls, environ)
+    except ValueError as exc:
+        parser.error(str(exc))
+    parser = build_parser(cls, base, description)
+    args = parser.parse_args(argv)
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.metadata["flag"]}
+    settings = dataclasses.replace(base, **values)
+    problem = getattr(settings, "problem", lambda: None)()
+    if problem:
+        parser.error(problem)
+    return settings
+
+
+# ---- the settings several scripts share ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """Where the models are: the MLflow tracking store and the registered model to follow."""
+
+    tracking_uri: str = setting(
+        f"sqlite:///{PROJECT_DIR / 'mlflow.db'}",
+        "MLflow tracking and registry store: sqlite:///PATH or http(s)://HOST:PORT",
+        env="MLFLOW_TRACKING_URI",
     )
-    parser.add_argument(
-        "--model-name",
-        default=env_str("MODEL_NAME", DEFAULT_MODEL_NAME),
-        help="registered model (default: %(default)s, from $MODEL_NAME)",
+    model_name: str = setting("penguins-classifier", "registered model", env="MODEL_NAME")
+    alias: str = setting("champion", "alias of the version to serve or move", env="MODEL_ALIAS")
+
+
+@dataclass(frozen=True)
+class ServiceSettings(StoreSettings):
+    """What the API and the exporter share: the model they follow and the prediction log."""
+
+    prediction_log_uri: str = setting(
+        f"sqlite:///{PROJECT_DIR / 'predictions.db'}",
+        "the prediction log: sqlite:///PATH",
+        env="PREDICTION_LOG_URI",
     )
-    parser.add_argument(
-        "--alias",
-        default=env_str("MODEL_ALIAS", DEFAULT_MODEL_ALIAS),
-        help=f"{alias_help} (default: %(default)s, from $MODEL_ALIAS)",
+    refresh_seconds: float = setting(
+        30.0,
+        "how often the model alias is looked up, seconds",
+        env="MODEL_REFRESH_SECONDS",
+        minimum=0,
     )
 
 
-def add_prediction_log_flag(parser: argparse.ArgumentParser) -> None:
-    """Add --prediction-log-uri, defaulting to PREDICTION_LOG_URI."""
-    parser.add_argument(
-        "--prediction-log-uri",
-        default=default_prediction_log_uri(),
-        help="sqlite:///PATH of the prediction log (default: %(default)s, from "
-        "$PREDICTION_LOG_URI or predictions.db in the project directory)",
-    )
+# ---- store URIs ----------------------------------------------------------------------
+
+SQLITE_PREFIX = "sqlite:///"
 
 
-def add_refresh_flag(parser: argparse.ArgumentParser, what: str) -> None:
-    """Add --refresh-seconds, defaulting to MODEL_REFRESH_SECONDS."""
-    parser.add_argument(
-        "--refresh-seconds",
-        type=float,
-        default=env_float("MODEL_REFRESH_SECONDS", 30.0),
-        help=f"{what}, seconds (default: %(default)s, from $MODEL_REFRESH_SECONDS)",
-    )
+def sqlite_path(uri: str) -> Path | None:
+    """Return the file of a ``sqlite:///PATH`` URI, or None for any other kind of URI."""
+    if uri.startswith(SQLITE_PREFIX) and len(uri) > len(SQLITE_PREFIX):
+        return Path(uri[len(SQLITE_PREFIX) :])
+    return None
+
+
+def sqlite_uri(path: str | Path) -> str:
+    """Return the ``sqlite:///PATH`` URI of a file."""
+    return f"{SQLITE_PREFIX}{path}"

@@ -63,14 +63,23 @@ class DataError(ValueError):
     """The data file is missing, unreadable or does not hold the penguins table."""
 
 
-def encode_island(name: str) -> int:
-    """Return the code of an island name, in any case."""
-    return ISLAND_CODES[name.strip().capitalize()]
+_BY_LOWER_NAME: dict[str, dict[str, str]] = {
+    feature: {name.lower(): name for name in codes} for feature, codes in CATEGORY_CODES.items()
+}
 
 
-def encode_sex(name: str) -> int:
-    """Return the code of a sex name, in any case."""
-    return SEX_CODES[name.strip().capitalize()]
+def canonical_name(feature: str, name: str) -> str | None:
+    """Return the spelling of a category name as in the codes, matched in any case; else None.
+
+    Surrounding spaces are ignored. ``feature`` is ``island_encoded`` or ``sex_encoded``.
+    """
+    return _BY_LOWER_NAME[feature].get(name.strip().lower())
+
+
+def code_of(feature: str, name: str) -> int | None:
+    """Return the code of a category name, in any case; None for an unknown name."""
+    canonical = canonical_name(feature, name)
+    return None if canonical is None else CATEGORY_CODES[feature][canonical]
 
 
 def clean(raw: pd.DataFrame) -> pd.DataFrame:
@@ -83,8 +92,8 @@ def clean(raw: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise DataError(f"data is missing columns: {', '.join(missing)}")
     rows = raw.dropna(subset=list(RAW_COLUMNS)).copy()
-    rows["island_encoded"] = rows["island"].map(lambda s: ISLAND_CODES.get(str(s).capitalize()))
-    rows["sex_encoded"] = rows["sex"].map(lambda s: SEX_CODES.get(str(s).capitalize()))
+    rows["island_encoded"] = rows["island"].map(lambda s: code_of("island_encoded", str(s)))
+    rows["sex_encoded"] = rows["sex"].map(lambda s: code_of("sex_encoded", str(s)))
     rows = rows.dropna(subset=list(CATEGORICAL_FEATURES))
     rows = rows[rows[TARGET].isin(SPECIES)]
     for name, bounds in BOUNDS.items():

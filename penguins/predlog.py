@@ -4,6 +4,10 @@ SQLite in WAL mode, so several server processes write at once and readers (the
 exporter) never block them. Each write is committed before the API answers, so
 feedback works at once from any worker and a stopped server loses nothing it
 answered. Retention is bounded: the newest ``max_rows`` predictions are kept.
+
+The log owns its columns: writers hand it :class:`Predictions`, readers get plain
+rows from the ``recent_*`` methods. Its schema carries a version (SQLite's
+``user_version``); a log written by an earlier version is migrated forward on open.
 """
 
 from __future__ import annotations
@@ -12,10 +16,11 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from penguins.config import sqlite_path
 from penguins.features import FEATURES
 
 DEFAULT_MAX_ROWS = 1_000_000
@@ -25,12 +30,12 @@ PRUNE_EVERY = 10_000
 _FEATURE_COLUMNS = ",\n    ".join(
     f"{name} {'INTEGER' if name.endswith('_encoded') else 'REAL'} NOT NULL" for name in FEATURES
 )
-SCHEMA = f"""
+_TABLE = f"""
 CREATE TABLE IF NOT EXISTS predictions (
     seq INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
     created_at REAL NOT NULL,
-    model_name TEXT NOT NULL,
+    algorithm TEXT NOT NULL,
     model_version TEXT NOT NULL,
     {_FEATURE_COLUMNS},
     predicted_species TEXT NOT NULL,
@@ -41,9 +46,15 @@ CREATE TABLE IF NOT EXISTS predictions (
 CREATE INDEX IF NOT EXISTS predictions_feedback
     ON predictions (feedback_at) WHERE feedback_at IS NOT NULL;
 """
+# Each step takes a log from the version before it to its own; a fresh log is created
+# at the newest version directly. Version 1 named the algorithm column model_name.
+SCHEMA_VERSION = 2
+_MIGRATIONS: dict[int, str] = {
+    2: "ALTER TABLE predictions RENAME COLUMN model_name TO algorithm;",
+}
 
 _INSERT = (
-    "INSERT INTO predictions (id, created_at, model_name, model_version, "
+    "INSERT INTO predictions (id, created_at, algorithm, model_version, "
     + ", ".join(FEATURES)
     + ", predicted_species, confidence) VALUES ("
     + ", ".join("?" * (6 + len(FEATURES)))
@@ -52,28 +63,20 @@ _INSERT = (
 
 
 @dataclass(frozen=True)
-class PredictionRecord:
-    """One logged prediction."""
+class Predictions:
+    """What one request predicted: a row of inputs, an id, a species and a confidence each."""
 
-    id: str
+    ids: Sequence[str]
     created_at: float
-    model_name: str
+    algorithm: str
     model_version: str
-    features: Sequence[float]
-    predicted_species: str
-    confidence: float
+    rows: Sequence[Sequence[float | int]]  # model inputs, in FEATURES order
+    species: Sequence[str]
+    confidences: Sequence[float]
 
-    def as_row(self) -> tuple:
-        """Return the values in the order of the INSERT statement."""
-        return (
-            self.id,
-            self.created_at,
-            self.model_name,
-            self.model_version,
-            *self.features,
-            self.predicted_species,
-            self.confidence,
-        )
+    def __len__(self) -> int:
+        """Return how many predictions there are."""
+        return len(self.ids)
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,7 @@ class Feedback:
     """What a feedback call found: the prediction it labels and whether it was right."""
 
     prediction_id: str
-    model_name: str
+    algorithm: str
     model_version: str
     predicted_species: str
     actual_species: str
@@ -92,26 +95,27 @@ class Feedback:
         return self.predicted_species == self.actual_species
 
 
-def path_from_uri(uri: str) -> Path:
-    """Return the file path of a ``sqlite:///PATH`` URI."""
-    prefix = "sqlite:///"
-    if not uri.startswith(prefix) or len(uri) == len(prefix):
+def log_path(uri: str) -> Path:
+    """Return the file of a prediction log URI, refusing any other kind of URI."""
+    path = sqlite_path(uri)
+    if path is None:
         raise ValueError(f"prediction log URI must look like sqlite:///PATH, got {uri!r}")
-    return Path(uri[len(prefix) :])
+    return path
 
 
 class PredictionLog:
     """Append predictions, attach feedback, and read recent windows for monitoring."""
 
     def __init__(self, uri: str, max_rows: int = DEFAULT_MAX_ROWS) -> None:
-        """Open (and create if needed) the log at a ``sqlite:///PATH`` URI."""
-        self.path = path_from_uri(uri)
+        """Open the log at a ``sqlite:///PATH`` URI, creating or migrating it as needed."""
+        self.path = log_path(uri)
         self.max_rows = max_rows
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
         self._inserted = 0
-        self._connect().executescript(SCHEMA)
+        with self._lock:
+            _open_schema(self._connect())
 
     def _connect(self) -> sqlite3.Connection:
         """Return this process's connection, opening a fresh one after a fork."""
@@ -125,15 +129,14 @@ class PredictionLog:
             self._conn, self._pid = conn, os.getpid()
         return self._conn
 
-    def record(self, records: Iterable[PredictionRecord]) -> None:
-        """Append predictions in one committed transaction."""
-        self.record_rows([r.as_row() for r in records])
-
-    def record_rows(self, rows: Iterable[tuple]) -> None:
-        """Append predictions given as tuples in the order of ``PredictionRecord.as_row``.
-
-        ``rows`` may be a generator: SQLite takes one at a time, none kept in memory.
-        """
+    def record_predictions(self, batch: Predictions) -> None:
+        """Append one request's predictions in one committed transaction."""
+        rows = (
+            (pid, batch.created_at, batch.algorithm, batch.model_version, *row, name, confidence)
+            for pid, row, name, confidence in zip(
+                batch.ids, batch.rows, batch.species, batch.confidences, strict=True
+            )
+        )  # a generator: SQLite takes one row at a time, none kept in memory
         with self._lock:
             conn = self._connect()
             with conn:
@@ -158,27 +161,12 @@ class PredictionLog:
             with conn:
                 row = conn.execute(
                     "UPDATE predictions SET actual_species = ?, feedback_at = ? WHERE id = ? "
-                    "RETURNING model_name, model_version, predicted_species",
+                    "RETURNING algorithm, model_version, predicted_species",
                     (actual_species, time.time(), prediction_id),
                 ).fetchone()
         if row is None:
             return None
         return Feedback(prediction_id, row[0], row[1], row[2], actual_species)
-
-    def get(self, prediction_id: str) -> dict | None:
-        """Return one logged prediction as a dict, or None."""
-        with self._lock:
-            cur = self._connect().execute(
-                "SELECT * FROM predictions WHERE id = ?", (prediction_id,)
-            )
-            row = cur.fetchone()
-            names = [d[0] for d in cur.description]
-        return dict(zip(names, row, strict=True)) if row else None
-
-    def count(self) -> int:
-        """Return how many predictions the log holds."""
-        with self._lock:
-            return self._connect().execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
 
     def recent_inputs(self, limit: int) -> list[tuple]:
         """Return the feature rows of the newest ``limit`` predictions (newest first)."""
@@ -187,9 +175,9 @@ class PredictionLog:
             return self._connect().execute(sql, (limit,)).fetchall()
 
     def recent_labelled(self, limit: int) -> list[tuple[str, str, str, str]]:
-        """Return (model_name, model_version, predicted, actual) of the newest labelled rows."""
+        """Return (algorithm, model_version, predicted, actual) of the newest labelled rows."""
         sql = (
-            "SELECT model_name, model_version, predicted_species, actual_species "
+            "SELECT algorithm, model_version, predicted_species, actual_species "
             "FROM predictions WHERE feedback_at IS NOT NULL ORDER BY feedback_at DESC LIMIT ?"
         )
         with self._lock:
@@ -201,3 +189,27 @@ class PredictionLog:
             if self._conn is not None and self._pid == os.getpid():
                 self._conn.close()
             self._conn = None
+
+
+def _open_schema(conn: sqlite3.Connection) -> None:
+    """Create the table at the newest version, or migrate an older log forward."""
+    with conn:
+        conn.execute("BEGIN IMMEDIATE")  # one process migrates; the others wait, then see it
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        exists = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'predictions'"
+        ).fetchone()
+        if exists and version == 0:
+            version = 1  # logs from before the schema carried a version
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"prediction log schema version {version} is newer than this code's "
+                f"({SCHEMA_VERSION}): upgrade the code or use another log"
+            )
+        if exists:
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in filter(str.strip, _MIGRATIONS[step].split(";")):
+                    conn.execute(statement)
+        for statement in filter(str.strip, _TABLE.split(";")):
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

@@ -1,18 +1,44 @@
-"""Access to the MLflow tracking store and model registry, shared by every script."""
+"""The MLflow tracking store and model registry: connecting, describing versions, following them.
+
+The API follows its model URI to serve the version it points at; the exporter follows
+the same alias to measure drift against that version's training data. Both do it with
+one :class:`VersionWatcher`, which looks the URI up, builds what it needs for a new
+version beside the current one, and swaps it in only once it is built.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
+from penguins.config import sqlite_path
+
+log = logging.getLogger(__name__)
+
 # Run artifact holding the training split (features + species): the drift reference.
 REFERENCE_ARTIFACT = "reference/training_data.csv"
 # Model-version tag naming the algorithm ("random_forest", ...).
 ALGORITHM_TAG = "algorithm"
+# The version label of a model served from outside the registry (runs:/..., a path).
+UNREGISTERED = "unregistered"
+# A version that failed is tried again after this many refresh intervals, doubling
+# with each failure up to this many seconds: a broken version costs a log line and a
+# counter now and then, not a load every few seconds.
+MAX_RETRY_SECONDS = 600.0
+
+_REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[^/]+))$")
+
+T = TypeVar("T")
 
 
 class StoreError(RuntimeError):
@@ -25,6 +51,12 @@ def limit_http_retries() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 
+def first_line(exc: BaseException) -> str:
+    """Return the first line of an exception's message, or its type when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def connect(tracking_uri: str) -> MlflowClient:
     """Return a client for the store, checking that the store answers."""
     limit_http_retries()
@@ -32,9 +64,19 @@ def connect(tracking_uri: str) -> MlflowClient:
     try:
         client.search_experiments(max_results=1)
     except Exception as exc:  # MLflow raises many kinds here (HTTP, SQLAlchemy, OS errors)
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StoreError(f"cannot use tracking store {tracking_uri}: {first_line}") from exc
+        raise StoreError(f"cannot use tracking store {tracking_uri}: {first_line(exc)}") from exc
     return client
+
+
+def missing_store(tracking_uri: str) -> str | None:
+    """Say why a ``sqlite:///`` store cannot be followed yet: its file does not exist.
+
+    Asking MLflow about a missing SQLite store would create an empty one as a side effect.
+    """
+    path = sqlite_path(tracking_uri)
+    if path is not None and not path.exists():
+        return f"no tracking store at {path}: train first with python modelling.py"
+    return None
 
 
 def get_alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
@@ -49,7 +91,7 @@ def get_alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersi
 
 @dataclass(frozen=True)
 class ModelDescription:
-    """What the API and the exporter say about a served model version."""
+    """What the API and the exporter say about a model version."""
 
     name: str
     version: str
@@ -58,17 +100,30 @@ class ModelDescription:
     algorithm: str
     metrics: dict[str, float]
 
+    @classmethod
+    def unregistered(cls, uri: str) -> ModelDescription:
+        """Describe a model that is not in the registry (``runs:/...``, a path)."""
+        return cls(uri, UNREGISTERED, None, None, "unknown", {})
+
 
 def describe_version(
     client: MlflowClient, version: ModelVersion, alias: str | None
 ) -> ModelDescription:
-    """Gather the algorithm and test metrics of a model version from its run."""
+    """Gather the algorithm and test metrics of a model version from its run.
+
+    A version whose run is gone (deleted) is still described, without metrics.
+    """
     metrics: dict[str, float] = {}
-    algorithm = version.tags.get(ALGORITHM_TAG, "unknown")
+    algorithm = version.tags.get(ALGORITHM_TAG) or "unknown"
     if version.run_id:
-        run = client.get_run(version.run_id)
-        metrics = dict(run.data.metrics)
-        algorithm = version.tags.get(ALGORITHM_TAG) or run.data.params.get(ALGORITHM_TAG, algorithm)
+        try:
+            run = client.get_run(version.run_id)
+        except MlflowException as exc:
+            log.warning("no run details for %s v%s: %s", version.name, version.version, exc)
+        else:
+            metrics = dict(run.data.metrics)
+            if algorithm == "unknown":
+                algorithm = run.data.params.get(ALGORITHM_TAG, algorithm)
     return ModelDescription(
         name=version.name,
         version=str(version.version),
@@ -77,3 +132,227 @@ def describe_version(
         algorithm=algorithm,
         metrics=metrics,
     )
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a model URI points at now: its description and where to download it from."""
+
+    description: ModelDescription
+    download_uri: str
+
+    @property
+    def version(self) -> str:
+        """Return the registry version (or ``unregistered``)."""
+        return self.description.version
+
+
+@dataclass(frozen=True)
+class ModelPointer:
+    """An MLflow model URI and the tracking store behind it."""
+
+    uri: str
+    tracking_uri: str
+
+    @classmethod
+    def of_alias(cls, tracking_uri: str, name: str, alias: str) -> ModelPointer:
+        """Return the pointer of ``models:/NAME@ALIAS``."""
+        return cls(f"models:/{name}@{alias}", tracking_uri)
+
+    @property
+    def alias(self) -> str | None:
+        """Return the alias the URI follows, or None for a URI that never moves."""
+        match = _REGISTRY_URI.match(self.uri)
+        return match["alias"] if match else None
+
+    def version(self, client: MlflowClient) -> ModelVersion | str | None:
+        """Return the registry version the URI names now (one cheap query).
+
+        None while the alias or model does not exist; ``UNREGISTERED`` for a URI
+        outside the registry.
+        """
+        match = _REGISTRY_URI.match(self.uri)
+        if match is None:
+            return UNREGISTERED
+        if match["alias"]:
+            return get_alias_version(client, match["name"], match["alias"])
+        return client.get_model_version(match["name"], match["version"])
+
+    def target(self, client: MlflowClient, version: ModelVersion | str) -> Target:
+        """Describe a version found by :meth:`version` and say where to download it."""
+        if version == UNREGISTERED:
+            return Target(ModelDescription.unregistered(self.uri), self.uri)
+        description = describe_version(client, version, self.alias)
+        uri = client.get_model_version_download_uri(version.name, version.version)
+        return Target(description, uri)
+
+
+@dataclass(frozen=True)
+class Built(Generic[T]):
+    """What a watcher built for one version: the value and the target it was built from."""
+
+    value: T
+    target: Target
+
+
+class VersionWatcher(Generic[T]):
+    """Follow a :class:`ModelPointer` and hold what ``build`` made of the version it names.
+
+    ``build(target)`` makes the value for a new version (a loaded model, a drift
+    reference) and raises to refuse it; the current value stays until a new one is
+    built, and is replaced with one assignment, so a reader of :attr:`current` never
+    sees half a swap. :meth:`refresh` says what happened; :attr:`reason` says, in words
+    a person can act on, why nothing is current.
+    """
+
+    def __init__(
+        self,
+        pointer: ModelPointer,
+        build: Callable[[Target], T],
+        refresh_seconds: float,
+        *,
+        max_retry_seconds: float = MAX_RETRY_SECONDS,
+        on_swap: Callable[[Built[T], Built[T] | None, bool], None] | None = None,
+        on_failure: Callable[[bool], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Prepare to follow ``pointer``; nothing is looked up until :meth:`refresh`.
+
+        ``on_swap(new, old, initial)`` and ``on_failure(initial)`` are told of each swap
+        and each refused version; ``initial`` is true for the first look-up only.
+        """
+        self.pointer = pointer
+        self.refresh_seconds = refresh_seconds
+        self.max_retry_seconds = max_retry_seconds
+        self.built: Built[T] | None = None
+        self.reason: str | None = "not looked up yet"
+        self.error: BaseException | None = None
+        self._build = build
+        self._on_swap = on_swap or (lambda new, old, initial: None)
+        self._on_failure = on_failure or (lambda initial: None)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._looked_up = False
+        self._checked_at: float | None = None
+        self._failures: dict[str, tuple[int, float]] = {}  # version -> (count, retry at)
+        self._client: MlflowClient | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def current(self) -> T | None:
+        """Return the value of the version being followed, or None while there is none."""
+        built = self.built
+        return None if built is None else built.value
+
+    def _store(self) -> MlflowClient:
+        """Return this process's client of the tracking store, connecting on first use."""
+        if self._client is None:
+            self._client = connect(self.pointer.tracking_uri)
+        return self._client
+
+    def refresh(self) -> str:
+        """Follow what the pointer names now; return what happened.
+
+        One of ``unchanged``, ``missing`` (nothing to follow yet), ``swapped``,
+        ``failed`` (the new version was refused; the current value stays), ``waiting``
+        (a failed version not due for another try) or ``unreachable`` (the store did
+        not answer). :attr:`error` holds the exception of the last two kinds.
+        """
+        with self._lock:
+            initial, self._looked_up = not self._looked_up, True
+            self._checked_at = self._clock()
+            self.error = None
+            missing = missing_store(self.pointer.tracking_uri)
+            if missing is not None:
+                return self._missing(missing)
+            try:
+                client = self._store()
+                version = self.pointer.version(client)
+                if version is None:
+                    return self._missing(
+                        f"no model {self.pointer.uri} in {self.pointer.tracking_uri}"
+                    )
+                number = version if isinstance(version, str) else str(version.version)
+                if self.built is not None and self.built.target.version == number:
+                    return "unchanged"
+                if not self._due(number):
+                    return "waiting"
+                target = self.pointer.target(client, version)
+            except Exception as exc:  # store down, locked or gone: keep what we have
+                self._client, self.error = None, exc
+                log.warning("cannot look up %s: %s", self.pointer.uri, first_line(exc))
+                return "unreachable"
+            return self._try_build(target, initial)
+
+    def refresh_if_due(self) -> str | None:
+        """Refresh when ``refresh_seconds`` have passed since the last look-up, else None."""
+        checked = self._checked_at
+        if checked is not None and self._clock() - checked < self.refresh_seconds:
+            return None
+        return self.refresh()
+
+    def _missing(self, reason: str) -> str:
+        """Note that there is nothing to follow, logging the reason once when it changes."""
+        if self.built is None and reason != self.reason:
+            log.warning("%s; answering without a model until one appears", reason)
+        if self.built is None:
+            self.reason = reason
+        return "missing"
+
+    def _due(self, version: str) -> bool:
+        """Return whether a version may be tried now (a failed one waits its back-off)."""
+        failures, retry_at = self._failures.get(version, (0, 0.0))
+        return not failures or self._clock() >= retry_at
+
+    def _try_build(self, target: Target, initial: bool) -> str:
+        """Build the value of a new version beside the current one; swap it in if it builds."""
+        version = target.version
+        try:
+            value = self._build(target)
+        except Exception as exc:  # any failure to build refuses the version
+            failures, _ = self._failures.get(version, (0, 0.0))
+            delay = min(self.refresh_seconds * 2**failures, self.max_retry_seconds)
+            self._failures[version] = (failures + 1, self._clock() + delay)
+            self.error = exc
+            kept = f"v{self.built.target.version}" if self.built else "nothing"
+            log.error("version %s refused (%s); keeping %s", version, first_line(exc), kept)
+            if self.built is None:
+                self.reason = f"{self.pointer.uri} v{version} cannot be used: {first_line(exc)}"
+            self._on_failure(initial)
+            return "failed"
+        old, self.built = self.built, Built(value, target)
+        self.reason = None
+        self._failures.pop(version, None)
+        self._on_swap(self.built, old, initial)
+        log.info(
+            "following %s v%s (%s), was %s",
+            self.pointer.uri,
+            version,
+            target.description.algorithm,
+            f"v{old.target.version}" if old else "nothing",
+        )
+        return "swapped"
+
+    def start(self) -> None:
+        """Refresh every ``refresh_seconds`` in a background thread (start it after any fork)."""
+        if self._thread is None and self.refresh_seconds > 0:
+            self._thread = threading.Thread(target=self._run, name="model-refresh", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        """Refresh until stopped; a URI that never moves stops once it is followed."""
+        while not self._stop.wait(self.refresh_seconds):
+            if self.built is not None and self.pointer.alias is None:
+                return
+            try:
+                self.refresh()
+            except Exception:  # never let the thread die: the next round may succeed
+                log.exception("refreshing %s failed", self.pointer.uri)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the background refresh and wait for it."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None

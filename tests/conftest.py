@@ -1,14 +1,12 @@
-"""Shared fixtures: one trained MLflow store per test session, in a temporary folder."""
+"""Fixtures and hooks every test shares: the two layers, and lines printed at the end."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from penguins.config import DEFAULT_MODEL_ALIAS, DEFAULT_MODEL_NAME, PROJECT_DIR
-from tests.serving_fixtures import (  # noqa: F401 - fixtures of the prediction API
+from tests.serving_fixtures import (  # noqa: F401 - fixtures of the prediction API (moving)
     app,
     client,
     empty_store,
@@ -18,16 +16,22 @@ from tests.serving_fixtures import (  # noqa: F401 - fixtures of the prediction 
     serving_state,
     store_copy,
 )
+from tests.support.stores import TrainedStore, train_into
 
-DATA_PATH = PROJECT_DIR / "data" / "penguins.csv"
-
-
+INTEGRATION = Path(__file__).parent / "integration"
 _SUMMARY = pytest.StashKey[list]()
 
 
 def pytest_configure(config) -> None:
     """Start the list of lines the run prints at its end."""
     config.stash[_SUMMARY] = []
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Mark every test under tests/integration as ``integration``: the folder is the layer."""
+    for item in items:
+        if INTEGRATION in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.integration)
 
 
 def pytest_terminal_summary(terminalreporter, config) -> None:
@@ -43,32 +47,6 @@ def pytest_terminal_summary(terminalreporter, config) -> None:
 def summary_line(request):
     """Return a function that adds one line to the summary printed at the end of the run."""
     return request.config.stash[_SUMMARY].append
-
-
-@dataclass(frozen=True)
-class TrainedStore:
-    """A temporary SQLite tracking store holding a trained champion."""
-
-    root: Path
-    tracking_uri: str
-    model_name: str = DEFAULT_MODEL_NAME
-    alias: str = DEFAULT_MODEL_ALIAS
-
-    @property
-    def model_uri(self) -> str:
-        """Return the champion's model URI."""
-        return f"models:/{self.model_name}@{self.alias}"
-
-
-def train_into(root: Path, *extra: str) -> TrainedStore:
-    """Run modelling.main into a SQLite store under ``root`` and return it."""
-    import modelling
-
-    root.mkdir(parents=True, exist_ok=True)
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    code = modelling.main(["--tracking-uri", uri, "--data", str(DATA_PATH), *extra])
-    assert code == 0, f"training into {uri} failed with exit code {code}"
-    return TrainedStore(root=root, tracking_uri=uri)
 
 
 @pytest.fixture(scope="session")
