@@ -22,6 +22,8 @@ from typing import Any, TypeVar
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_PATH = PROJECT_DIR / "data" / "penguins.csv"
 EXPERIMENT_NAME = "penguins-classification"
+# prometheus_client's multiprocess mode: each worker writes its metrics to files here.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 S = TypeVar("S")
 
@@ -36,6 +38,7 @@ def setting(
     choices: Sequence[str] | None = None,
     minimum: float | None = None,
     group: str | None = None,
+    factory: Callable[[], Any] | None = None,
 ) -> Any:
     """Declare one setting of a settings dataclass.
 
@@ -48,6 +51,7 @@ def setting(
         choices: the accepted values, if limited.
         minimum: the smallest accepted value of a number.
         group: flags of one group are mutually exclusive.
+        factory: computes the default when the settings are built (then give ``parse``).
     """
     meta = {
         "help": help,
@@ -58,6 +62,8 @@ def setting(
         "minimum": minimum,
         "group": group,
     }
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -146,7 +152,7 @@ def _add_flag(parser: Any, f: dataclasses.Field, default: Any) -> None:
     if isinstance(f.default, bool):
         parser.add_argument(flag_name(f.name), action="store_true", default=default, help=help_text)
         return
-    shown = "none" if default is None else str(default).replace("%", "%%")
+    shown = "none" if default in (None, "") else str(default).replace("%", "%%")
     parser.add_argument(
         flag_name(f.name),
         type=lambda text, f=f: _flag_value(f, text),

@@ -180,7 +180,7 @@ class ModelPointer:
 
     def target(self, client: MlflowClient, version: ModelVersion | str) -> Target:
         """Describe a version found by :meth:`version` and say where to download it."""
-        if version == UNREGISTERED:
+        if isinstance(version, str):
             return Target(ModelDescription.unregistered(self.uri), self.uri)
         description = describe_version(client, version, self.alias)
         uri = client.get_model_version_download_uri(version.name, version.version)
@@ -214,6 +214,8 @@ class VersionWatcher(Generic[T]):
         max_retry_seconds: float = MAX_RETRY_SECONDS,
         on_swap: Callable[[Built[T], Built[T] | None, bool], None] | None = None,
         on_failure: Callable[[bool], None] | None = None,
+        verb: str = "following",
+        meanwhile: str = "waiting until one appears",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Prepare to follow ``pointer``; nothing is looked up until :meth:`refresh`.
@@ -230,6 +232,7 @@ class VersionWatcher(Generic[T]):
         self._build = build
         self._on_swap = on_swap or (lambda new, old, initial: None)
         self._on_failure = on_failure or (lambda initial: None)
+        self._verb, self._meanwhile = verb, meanwhile
         self._clock = clock
         self._lock = threading.Lock()
         self._looked_up = False
@@ -295,7 +298,7 @@ class VersionWatcher(Generic[T]):
     def _missing(self, reason: str) -> str:
         """Note that there is nothing to follow, logging the reason once when it changes."""
         if self.built is None and reason != self.reason:
-            log.warning("%s; answering without a model until one appears", reason)
+            log.warning("%s; %s", reason, self._meanwhile)
         if self.built is None:
             self.reason = reason
         return "missing"
@@ -326,10 +329,12 @@ class VersionWatcher(Generic[T]):
         self._failures.pop(version, None)
         self._on_swap(self.built, old, initial)
         log.info(
-            "following %s v%s (%s), was %s",
-            self.pointer.uri,
+            "%s %s v%s (%s) from %s, was %s",
+            self._verb,
+            target.description.name,
             version,
             target.description.algorithm,
+            self.pointer.uri,
             f"v{old.target.version}" if old else "nothing",
         )
         return "swapped"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from penguins.schemas import (
+from penguins.serving.schemas import (
     BatchPrediction,
     BatchRequest,
     ErrorBody,

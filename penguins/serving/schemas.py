@@ -24,14 +24,16 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from penguins.errors import FieldError
 from penguins.features import (
     BOUNDS,
+    CATEGORY_CODES,
     FEATURES,
     ISLAND_CODES,
     NUMERIC_FEATURES,
     SEX_CODES,
     SPECIES,
+    canonical_name,
+    code_of,
 )
 
 # Literal[SPECIES] spells out the three names; the order is the API's everywhere.
@@ -71,14 +73,14 @@ def _code_checker(kind: str, codes: dict[str, int]):
     return check
 
 
-def _name_checker(kind: str, codes: dict[str, int]):
+def _name_checker(kind: str) -> object:
     """Return a validator turning a category name, in any case, into its canonical spelling."""
-    expected = ", ".join(codes)
-    canonical = {name.lower(): name for name in codes}
+    feature = f"{kind}_encoded"
+    expected = ", ".join(CATEGORY_CODES[feature])
 
     def check(value: str) -> str:
         """Return the canonical name, or reject an unknown one."""
-        name = canonical.get(value.strip().lower())
+        name = canonical_name(feature, value)
         if name is None:
             raise PydanticCustomError(
                 "unknown_name",
@@ -127,7 +129,7 @@ def _name_field(kind: str, codes: dict[str, int]) -> object:
     """Return the type of a categorical feature given by name; absent means the code is."""
     return Annotated[
         StrictStr,
-        AfterValidator(_name_checker(kind, codes)),
+        AfterValidator(_name_checker(kind)),
         Field(
             description=f"{kind} name, any case: {', '.join(codes)}; "
             f"give this or `{kind}_encoded`, not both",
@@ -213,10 +215,6 @@ class Sample(BaseModel):
 # details. So it never decides what is an error and what its message is.
 
 _MEASUREMENTS = tuple((name, BOUNDS[name].low, BOUNDS[name].high) for name in NUMERIC_FEATURES)
-_BY_NAME = {
-    kind: {name.lower(): code for name, code in codes.items()}
-    for kind, codes in (("island", ISLAND_CODES), ("sex", SEX_CODES))
-}
 _CODES = {
     "island": frozenset(ISLAND_CODES.values()),
     "sex": frozenset(SEX_CODES.values()),
@@ -231,7 +229,7 @@ def _fast_code(sample: dict, kind: str) -> int | None:
         return code if type(code) is int and code in _CODES[kind] else None
     name = sample.get(kind)
     if type(name) is str:
-        return _BY_NAME[kind].get(name.strip().lower())  # as _name_checker reads it
+        return code_of(f"{kind}_encoded", name)  # as _name_checker reads it
     return None
 
 
@@ -375,7 +373,7 @@ def field_path(loc: tuple[int | str, ...]) -> str:
     return path or "body"
 
 
-def validation_details(exc: ValidationError) -> list[FieldError]:
+def validation_details(exc: ValidationError) -> list[ErrorDetail]:
     """Turn a pydantic ValidationError into the fields at fault, at most MAX_ERROR_DETAILS."""
     details = []
     for error in exc.errors(include_url=False, include_input=False)[:MAX_ERROR_DETAILS]:
@@ -383,5 +381,5 @@ def validation_details(exc: ValidationError) -> list[FieldError]:
         extra = (error.get("ctx") or {}).get("field")
         if extra:  # a rule about a pair of fields names the field to fix
             loc += (extra,)
-        details.append(FieldError(field_path(loc), error["msg"]))
+        details.append(ErrorDetail(field=field_path(loc), message=error["msg"]))
     return details

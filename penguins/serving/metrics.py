@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import glob
 import os
+from collections import Counter as Tally
 from collections.abc import Iterable
 
 from prometheus_client import (
@@ -31,10 +32,10 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from penguins.config import MULTIPROC_ENV
 from penguins.features import SPECIES
+from penguins.predlog import Feedback, Predictions
 from penguins.registry import ModelDescription
-
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 # Requests take from a fraction of a millisecond (health, one row) to seconds (a full
 # batch); the alerting threshold (0.5 s) and the usual SLO points are bucket edges.
@@ -178,6 +179,27 @@ class ServingMetrics:
         method = method_label(method)
         self.requests.labels(method, endpoint, str(status)).inc()
         self.duration.labels(method, endpoint).observe(seconds)
+
+    def observe_predictions(self, batch: Predictions, *, is_batch: bool) -> None:
+        """Count one request's predictions by species, their confidence and the batch size."""
+        algorithm, version = batch.algorithm, batch.model_version
+        for name, n in Tally(batch.species).items():
+            self.predictions.labels(algorithm, version, name).inc(n)
+        # prometheus_client has no public way to add many observations at once.
+        observe = self.confidence.labels(algorithm).observe
+        for confidence in batch.confidences:
+            observe(confidence)
+        if is_batch:
+            self.batch_size.observe(len(batch))
+
+    def observe_feedback(self, feedback: Feedback) -> None:
+        """Count one labelled prediction as correct or incorrect."""
+        outcome = "correct" if feedback.correct else "incorrect"
+        self.feedback.labels(feedback.algorithm, feedback.model_version, outcome).inc()
+
+    def observe_reload(self, result: str) -> None:
+        """Count one model swap attempt after start-up: ``success`` or ``failed``."""
+        self.reloads.labels(result).inc()
 
     def model_served(self, new: ModelDescription, old: ModelDescription | None) -> None:
         """Describe the newly served version and retire the one it replaces."""

@@ -1,0 +1,1 @@
+"""The prediction API: settings, HTTP layer, prediction service, model, metrics and server."""

@@ -1,0 +1,108 @@
+"""Answers as JSON text, rendered in one place, in the shapes of the response models.
+
+Predictions are formatted straight from the probabilities: it costs less time and far
+less memory than a dict per row serialised afterwards (a worker's heap no longer keeps
+tens of megabytes after a full batch). Tests check the text against
+:class:`~penguins.serving.schemas.Prediction` and ``BatchPrediction``.
+"""
+
+from __future__ import annotations
+
+import json
+from uuid import UUID
+
+import orjson
+from flask import Response
+from pydantic import BaseModel
+
+from penguins.features import FEATURES, SPECIES
+from penguins.predlog import Feedback
+from penguins.serving.dataplane import PredictionResult
+from penguins.serving.errors import ApiError
+from penguins.serving.model import ServedModel
+from penguins.serving.schemas import FeedbackResult, Health, ModelInfo
+
+JSON = "application/json"
+
+_PREDICTION = (
+    '{"predicted_species":"%s","confidence":%s,'
+    f'"probabilities":{{"{SPECIES[0]}":%s,"{SPECIES[1]}":%s,"{SPECIES[2]}":%s}},'
+    '"prediction_time":%s,"model_version":%s,"prediction_id":"%s"}'
+)
+
+
+def predictions_json(result: PredictionResult) -> list[str]:
+    """Return the JSON text of each prediction, shaped as ``Prediction``.
+
+    Probabilities are finite: checked when a model is loaded, and the log's NOT NULL
+    column refuses a NaN confidence before any answer is written.
+    """
+    batch = result.predictions
+    # orjson writes every probability as JSON at once (formatting 50k floats one by one
+    # in Python took longer than the model); each answer then only pastes text.
+    numbers = orjson.dumps(result.proba.ravel().tolist())[1:-1].decode().split(",")
+    seconds, version = orjson.dumps(result.seconds).decode(), json.dumps(batch.model_version)
+    return [
+        _PREDICTION
+        % (name, numbers[j + i], numbers[j], numbers[j + 1], numbers[j + 2], seconds, version, pid)
+        for name, i, j, pid in zip(
+            batch.species, result.best, range(0, 3 * len(batch), 3), batch.ids, strict=True
+        )
+    ]
+
+
+def prediction(result: PredictionResult) -> Response:
+    """Answer a /predict request."""
+    return Response(predictions_json(result)[0], mimetype=JSON)
+
+
+def batch(result: PredictionResult) -> Response:
+    """Answer a /predict/batch request, shaped as ``BatchPrediction``."""
+    answers = predictions_json(result)
+    version = json.dumps(result.predictions.model_version)
+    text = (
+        f'{{"predictions":[{",".join(answers)}],"count":{len(answers)},'
+        f'"prediction_time":{result.seconds!r},"model_version":{version}}}'
+    )
+    return Response(text, mimetype=JSON)
+
+
+def model(body: BaseModel, status: int = 200) -> Response:
+    """Answer with a response model serialised as JSON."""
+    return Response(body.model_dump_json(), status=status, mimetype=JSON)
+
+
+def error(exc: ApiError) -> Response:
+    """Answer an error in the one error shape."""
+    return Response(exc.to_json(), status=exc.status, mimetype=JSON, headers=dict(exc.headers))
+
+
+def health(served: ServedModel | None) -> Response:
+    """Answer /health: 200 while a model is loaded, 503 while none is."""
+    if served is None:
+        return model(Health(status="unhealthy", model_loaded=False, model_version=None), 503)
+    return model(Health(status="healthy", model_loaded=True, model_version=served.version))
+
+
+def model_info(served: ServedModel) -> Response:
+    """Answer /model/info: the served model's registry entry, algorithm and test metrics."""
+    d = served.description
+    return model(
+        ModelInfo(
+            name=d.name,
+            version=d.version,
+            alias=d.alias,
+            run_id=d.run_id,
+            algorithm=d.algorithm,
+            metrics=d.metrics,
+            features=list(FEATURES),
+            classes=list(SPECIES),
+            loaded_at=served.loaded_at,
+            uri=served.uri,
+        )
+    )
+
+
+def feedback(prediction_id: UUID, found: Feedback) -> Response:
+    """Answer /feedback: whether the labelled prediction was right."""
+    return model(FeedbackResult(prediction_id=prediction_id, correct=found.correct))
