@@ -94,12 +94,13 @@ def _convert(f: dataclasses.Field, text: str, where: str) -> Any:
         value = _parser_of(f)(text)
     except ValueError:
         kind = getattr(_parser_of(f), "__name__", "value")
-        raise ValueError(f"{where} must be a {_KIND_WORDS.get(kind, kind)}, got {text!r}") from None
+        words = _KIND_WORDS.get(kind, f"a valid {kind}")
+        raise ValueError(f"{where} must be {words}, got {text!r}") from None
     _check(f, value, where)
     return value
 
 
-_KIND_WORDS = {"int": "whole number", "float": "number", "_parse_bool": "true or false"}
+_KIND_WORDS = {"int": "an integer", "float": "a number", "_parse_bool": "true or false"}
 
 
 def _check(f: dataclasses.Field, value: Any, where: str) -> None:
@@ -139,7 +140,9 @@ def build_parser(cls: type, base: Any, description: str) -> argparse.ArgumentPar
         group = f.metadata.get("group")
         target = parser
         if group:
-            target = groups.setdefault(group, parser.add_mutually_exclusive_group())
+            if group not in groups:
+                groups[group] = parser.add_mutually_exclusive_group()
+            target = groups[group]
         _add_flag(target, f, getattr(base, f.name))
     return parser
 

@@ -159,6 +159,14 @@ class ModelPointer:
         """Return the pointer of ``models:/NAME@ALIAS``."""
         return cls(f"models:/{name}@{alias}", tracking_uri)
 
+    def connect(self) -> MlflowClient:
+        """Return a client of the tracking store, checking that it answers."""
+        return connect(self.tracking_uri)
+
+    def missing(self) -> str | None:
+        """Say why the store cannot be asked yet (a SQLite file not there), else None."""
+        return missing_store(self.tracking_uri)
+
     @property
     def alias(self) -> str | None:
         """Return the alias the URI follows, or None for a URI that never moves."""
@@ -251,7 +259,7 @@ class VersionWatcher(Generic[T]):
     def _store(self) -> MlflowClient:
         """Return this process's client of the tracking store, connecting on first use."""
         if self._client is None:
-            self._client = connect(self.pointer.tracking_uri)
+            self._client = self.pointer.connect()
         return self._client
 
     def refresh(self) -> str:
@@ -266,7 +274,7 @@ class VersionWatcher(Generic[T]):
             initial, self._looked_up = not self._looked_up, True
             self._checked_at = self._clock()
             self.error = None
-            missing = missing_store(self.pointer.tracking_uri)
+            missing = self.pointer.missing()
             if missing is not None:
                 return self._missing(missing)
             try:

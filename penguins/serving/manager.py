@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Protocol
 
 from penguins.registry import Built, ModelPointer, VersionWatcher
@@ -36,7 +38,11 @@ class ModelManager:
     """
 
     def __init__(
-        self, pointer: ModelPointer, metrics: ServingMetrics, refresh_seconds: float
+        self,
+        pointer: ModelPointer,
+        metrics: ServingMetrics,
+        refresh_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Prepare to serve ``pointer``; nothing is loaded until :meth:`refresh`."""
         self.metrics = metrics
@@ -48,6 +54,7 @@ class ModelManager:
             on_failure=self._failed,
             verb="serving",
             meanwhile="answering 503 until one appears",
+            clock=clock,
         )
 
     @property

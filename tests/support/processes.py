@@ -138,7 +138,7 @@ class ManagedProcess:
         """Wait for the process to end by itself; return its exit code."""
         return self.proc.wait(timeout)
 
-    def signal(self, signum: int = signal.SIGTERM) -> None:
+    def send(self, signum: int = signal.SIGTERM) -> None:
         """Send a signal to the process, if it is still running."""
         if self.alive():
             self.proc.send_signal(signum)

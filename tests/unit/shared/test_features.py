@@ -7,6 +7,7 @@ import math
 import pandas as pd
 import pytest
 
+from penguins.config import DEFAULT_DATA_PATH as DATA_PATH
 from penguins.features import (
     BOUNDS,
     CATEGORICAL_FEATURES,
@@ -15,12 +16,11 @@ from penguins.features import (
     SEX_CODES,
     SPECIES,
     DataError,
+    canonical_name,
     clean,
-    encode_island,
-    encode_sex,
+    code_of,
     load_dataset,
 )
-from tests.conftest import DATA_PATH
 
 
 @pytest.fixture(scope="module")
@@ -55,18 +55,21 @@ def test_island_codes_are_not_alphabetical():
 @pytest.mark.parametrize(
     ("name", "code"), [("Torgersen", 0), ("biscoe", 1), ("DREAM", 2), (" Dream ", 2)]
 )
-def test_encode_island_any_case(name, code):
-    assert encode_island(name) == code
+def test_island_names_encode_in_any_case(name, code):
+    assert code_of("island_encoded", name) == code
+    assert canonical_name("island_encoded", name) in ISLAND_CODES
 
 
 @pytest.mark.parametrize(("name", "code"), [("female", 0), ("MALE", 1), ("Male", 1)])
-def test_encode_sex_any_case(name, code):
-    assert encode_sex(name) == code
+def test_sex_names_encode_in_any_case(name, code):
+    assert code_of("sex_encoded", name) == code
+    assert canonical_name("sex_encoded", name) in SEX_CODES
 
 
-def test_unknown_island_is_an_error():
-    with pytest.raises(KeyError):
-        encode_island("Atlantis")
+@pytest.mark.parametrize(("feature", "name"), [("island_encoded", "Atlantis"), ("sex_encoded", "")])
+def test_an_unknown_name_has_no_code(feature, name):
+    assert code_of(feature, name) is None
+    assert canonical_name(feature, name) is None
 
 
 def test_torgersen_row_encodes_as_zero(raw):

@@ -1,0 +1,141 @@
+"""The prediction log as the API and the exporter rely on it: durable at once, read anywhere."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import uuid
+
+import pytest
+
+from penguins import predlog
+from penguins.predlog import SCHEMA_VERSION, PredictionLog, Predictions, log_path
+from tests.support.predlog import logged_count, logged_ids, logged_row
+
+FEATURES_ROW = (39.1, 18.7, 181.0, 3750.0, 0, 1)
+
+
+def batch(n: int = 1, version: str = "1", species: str = "Adelie") -> Predictions:
+    """Return ``n`` predictions with fresh ids."""
+    return Predictions(
+        ids=[str(uuid.uuid4()) for _ in range(n)],
+        created_at=1.0,
+        algorithm="svm",
+        model_version=version,
+        rows=[FEATURES_ROW] * n,
+        species=[species] * n,
+        confidences=[0.9] * n,
+    )
+
+
+@pytest.fixture
+def log_uri(tmp_path) -> str:
+    """Return the URI of a fresh log."""
+    return f"sqlite:///{tmp_path / 'predictions.db'}"
+
+
+def test_a_record_is_visible_to_another_connection_at_once(log_uri):
+    writer, reader = PredictionLog(log_uri), PredictionLog(log_uri)
+    rec = batch()
+    writer.record_predictions(rec)
+    assert logged_row(log_uri, rec.ids[0])["predicted_species"] == "Adelie"
+    found = reader.attach_feedback(rec.ids[0], "Gentoo")
+    assert found is not None and found.correct is False
+    assert (found.algorithm, found.model_version) == ("svm", "1")
+    assert logged_row(log_uri, rec.ids[0])["actual_species"] == "Gentoo"
+
+
+def test_every_column_holds_what_was_predicted(log_uri):
+    rec = batch(version="7", species="Gentoo")
+    PredictionLog(log_uri).record_predictions(rec)
+    row = logged_row(log_uri, rec.ids[0])
+    assert row["algorithm"] == "svm" and row["model_version"] == "7"
+    assert (row["bill_length_mm"], row["island_encoded"], row["sex_encoded"]) == (39.1, 0, 1)
+    assert row["confidence"] == 0.9 and row["created_at"] == 1.0
+
+
+def test_unknown_feedback_returns_none(log_uri):
+    assert PredictionLog(log_uri).attach_feedback(str(uuid.uuid4()), "Adelie") is None
+
+
+def test_recent_windows_are_newest_first(log_uri):
+    log = PredictionLog(log_uri)
+    first, second = batch(2, version="1"), batch(1, version="2")
+    log.record_predictions(first)
+    log.record_predictions(second)
+    log.attach_feedback(first.ids[0], "Adelie")
+    log.attach_feedback(second.ids[0], "Gentoo")
+    assert log.recent_inputs(2) == [FEATURES_ROW, FEATURES_ROW]
+    assert log.recent_labelled(10) == [
+        ("svm", "2", "Adelie", "Gentoo"),
+        ("svm", "1", "Adelie", "Adelie"),
+    ]
+
+
+def test_retention_keeps_the_newest_max_rows(log_uri, monkeypatch):
+    monkeypatch.setattr(predlog, "PRUNE_EVERY", 10)
+    log = PredictionLog(log_uri, max_rows=15)
+    records = [batch() for _ in range(30)]
+    for rec in records:
+        log.record_predictions(rec)
+    assert logged_count(log_uri) == 15
+    assert logged_row(log_uri, records[-1].ids[0]) is not None
+    assert logged_row(log_uri, records[0].ids[0]) is None
+
+
+def test_committed_rows_survive_without_close(log_uri):
+    log = PredictionLog(log_uri)
+    log.record_predictions(batch(5))
+    # A fresh plain connection, as after a process stop, sees every committed row.
+    with contextlib.closing(sqlite3.connect(log_path(log_uri))) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM predictions").fetchone()[0] == 5
+
+
+@pytest.mark.parametrize("uri", ["predictions.db", "sqlite://", "postgres://x/y"])
+def test_only_sqlite_file_uris_are_accepted(uri):
+    with pytest.raises(ValueError, match="sqlite:///PATH"):
+        log_path(uri)
+
+
+# A log as the first version of the schema wrote it: no version mark, the algorithm in
+# a column named model_name.
+_VERSION_1 = """
+CREATE TABLE predictions (
+    seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, created_at REAL NOT NULL,
+    model_name TEXT NOT NULL, model_version TEXT NOT NULL,
+    bill_length_mm REAL NOT NULL, bill_depth_mm REAL NOT NULL,
+    flipper_length_mm REAL NOT NULL, body_mass_g REAL NOT NULL,
+    island_encoded INTEGER NOT NULL, sex_encoded INTEGER NOT NULL,
+    predicted_species TEXT NOT NULL, confidence REAL NOT NULL,
+    actual_species TEXT, feedback_at REAL
+);
+CREATE INDEX predictions_feedback ON predictions (feedback_at) WHERE feedback_at IS NOT NULL;
+INSERT INTO predictions VALUES (1, 'old-1', 1.0, 'random_forest', '3', 39.1, 18.7, 181.0,
+    3750.0, 0, 1, 'Adelie', 0.8, 'Adelie', 2.0);
+INSERT INTO predictions VALUES (2, 'old-2', 1.0, 'random_forest', '3', 39.1, 18.7, 181.0,
+    3750.0, 0, 1, 'Adelie', 0.8, NULL, NULL);
+"""
+
+
+def test_a_log_of_the_first_schema_is_migrated_on_open_and_keeps_working(log_uri):
+    with contextlib.closing(sqlite3.connect(log_path(log_uri))) as conn:
+        conn.executescript(_VERSION_1)
+    log = PredictionLog(log_uri)
+    assert log.recent_labelled(10) == [("random_forest", "3", "Adelie", "Adelie")]
+    found = log.attach_feedback("old-2", "Gentoo")
+    assert found is not None and found.algorithm == "random_forest" and not found.correct
+    new = batch()
+    log.record_predictions(new)
+    assert logged_ids(log_uri) == ["old-1", "old-2", new.ids[0]]
+    with contextlib.closing(sqlite3.connect(log_path(log_uri))) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    PredictionLog(log_uri)  # opening a migrated log again changes nothing
+    assert logged_count(log_uri) == 3
+
+
+def test_a_log_from_newer_code_is_refused_with_a_clear_message(log_uri):
+    PredictionLog(log_uri).close()
+    with contextlib.closing(sqlite3.connect(log_path(log_uri))) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(RuntimeError, match="newer than this code"):
+        PredictionLog(log_uri)
