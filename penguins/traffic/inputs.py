@@ -1,8 +1,8 @@
 """Realistic model inputs and the API requests that carry them (valid or not).
 
-Rows of the data set with measurement noise, optionally drifted. Used by
-``inference.py`` to send traffic, and by tests and benchmarks to fill the
-prediction log with inputs that look like (or unlike) the training data.
+Rows of the data set with measurement noise, optionally drifted. The traffic runner
+sends them; tests and benchmarks fill the prediction log with inputs that look like
+(or unlike) the training data.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def sample_inputs(
     return out
 
 
-# What the contract answers to each kind of invalid request inference.py sends.
+# The status the API answers to each kind of invalid request the traffic sends.
 INVALID_KINDS: dict[str, int] = {
     "missing_field": 422,
     "out_of_range": 422,
@@ -65,6 +65,8 @@ INVALID_KINDS: dict[str, int] = {
     "bad_json": 400,
     "not_json": 415,
 }
+# Names as clients write them: islands capitalised, sex in lower case (the API reads
+# names in any case, so both spellings are exercised).
 _ISLAND_NAMES = {code: name for name, code in ISLAND_CODES.items()}
 _SEX_NAMES = {code: name.lower() for name, code in SEX_CODES.items()}
 
