@@ -13,20 +13,15 @@ import psutil
 import pytest
 from prometheus_client import CollectorRegistry
 
-from penguins.config import DEFAULT_DATA_PATH
-from penguins.drift import PSI_DRIFT, PSI_WATCH
-from penguins.exporter import ERROR_SOURCES, MonitoringCollector, MonitorSettings
-from penguins.features import FEATURES, SPECIES, load_dataset
+from penguins.config import sqlite_uri
+from penguins.features import FEATURES, SPECIES
+from penguins.monitoring.collector import ERROR_SOURCES, MonitoringCollector
+from penguins.monitoring.drift import PSI_DRIFT, PSI_WATCH
+from penguins.monitoring.reference import Reference
+from penguins.monitoring.settings import MonitorSettings
 from penguins.predlog import PredictionLog
-from penguins.reference import Reference
-from penguins.traffic import DRIFT_SHIFT, sample_inputs
-from tests.monitoring_support import log_inputs
-
-
-@pytest.fixture(scope="module")
-def data() -> pd.DataFrame:
-    """Return the cleaned data set."""
-    return load_dataset(DEFAULT_DATA_PATH)
+from penguins.traffic.inputs import DRIFT_SHIFT, sample_inputs
+from tests.support.monitoring import log_inputs
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +33,7 @@ def reference(data: pd.DataFrame) -> Reference:
 @pytest.fixture
 def log(tmp_path: Path):
     """Return an empty prediction log in a temporary directory."""
-    log = PredictionLog(f"sqlite:///{tmp_path / 'predictions.db'}")
+    log = PredictionLog(sqlite_uri(tmp_path / "predictions.db"))
     yield log
     log.close()
 
@@ -171,11 +166,12 @@ def test_system_gauges_are_percentages(log, reference, tmp_path):
 
 def test_a_failing_psutil_call_costs_only_its_own_gauge(log, reference, monkeypatch, caplog):
     def broken() -> None:
+        """Fail as psutil does when /proc cannot be read."""
         raise PermissionError("/proc/meminfo: permission denied")
 
     registry = scrape(log, reference)
     monkeypatch.setattr(psutil, "virtual_memory", broken)
-    with caplog.at_level(logging.ERROR, logger="penguins.exporter"):
+    with caplog.at_level(logging.ERROR, logger="penguins.monitoring.collector"):
         for _ in range(3):
             list(registry.collect())  # three scrapes
         assert registry.get_sample_value("system_memory_usage_percent") is None
@@ -203,6 +199,7 @@ def test_a_broken_prediction_log_leaves_the_system_metrics(log, data, reference,
 
 def test_a_failing_reference_lookup_is_counted(log, data):
     def unreachable() -> Reference:
+        """Fail as a look-up does when the tracking server is down."""
         raise ConnectionError("tracking server down")
 
     log_inputs(log, sample_inputs(data, 300, np.random.default_rng(19)))
@@ -211,3 +208,28 @@ def test_a_failing_reference_lookup_is_counted(log, data):
     assert registry.get_sample_value("ml_drift_detected") is None
     assert registry.get_sample_value("ml_drift_samples") == 300
     assert errors(registry, "reference") == 3
+
+
+def test_the_drift_threshold_setting_decides_what_counts_as_drift(log, data, reference):
+    log_inputs(log, sample_inputs(data, 1000, np.random.default_rng(20)))
+    assert scrape(log, reference).get_sample_value("ml_drift_detected") == 0
+    strict = scrape(log, reference, drift_threshold=1e-9)
+    assert strict.get_sample_value("ml_drift_detected") == 1
+
+
+def test_every_contract_metric_is_exported_with_its_type(log, data, reference):
+    log_inputs(log, sample_inputs(data, 300, np.random.default_rng(21)))
+    label(log, data, 30, "1", np.random.default_rng(22))
+    families = {family.name: family.type for family in scrape(log, reference).collect()}
+    assert families == {
+        "system_cpu_usage_percent": "gauge",
+        "system_memory_usage_percent": "gauge",
+        "system_disk_usage_percent": "gauge",
+        "ml_model_live_accuracy": "gauge",
+        "ml_model_live_accuracy_labels": "gauge",
+        "ml_drift_reference_info": "gauge",
+        "ml_drift_samples": "gauge",
+        "ml_feature_drift_psi": "gauge",
+        "ml_drift_detected": "gauge",
+        "exporter_collect_errors": "counter",
+    }

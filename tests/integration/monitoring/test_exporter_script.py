@@ -15,42 +15,33 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from penguins.config import DEFAULT_DATA_PATH, PROJECT_DIR
-from penguins.features import load_dataset
+from penguins.config import PROJECT_DIR, sqlite_uri
 from penguins.predlog import PredictionLog
-from penguins.traffic import sample_inputs
-from tests.monitoring_support import log_inputs
-from tests.support import free_port, wait_for_http
-
-pytestmark = pytest.mark.integration
+from penguins.traffic.inputs import sample_inputs
+from tests.support import ManagedProcess, free_port
+from tests.support.monitoring import log_inputs
+from tests.support.stores import store_client
 
 
 @contextmanager
-def exporter(*args: str) -> Iterator[tuple[str, subprocess.Popen]]:
+def exporter(log_dir: Path, *args: str) -> Iterator[tuple[str, ManagedProcess]]:
     """Run the exporter on a free port; yield (metrics URL, process); stop it afterwards."""
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "prometheus_exporter.py", "--host", "127.0.0.1", "--port", str(port),
-         *args],
-        cwd=PROJECT_DIR,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}/metrics"
-    try:
-        wait_for_http(url, timeout=60)
+    argv = ("--host", "127.0.0.1", "--port", str(port), *args)
+    with ManagedProcess.python(
+        "prometheus_exporter.py", *argv, log_path=log_dir / f"exporter-{port}.log"
+    ) as proc:
+        url = f"http://127.0.0.1:{port}/metrics"
+        proc.wait_for_http(url, timeout=60)
         yield url, proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+
+
+def run_script(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the exporter to its end (one that fails at start); return it, output captured."""
+    return subprocess.run(
+        [sys.executable, "prometheus_exporter.py", *argv],
+        cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
 
 
 def samples(url: str) -> dict[tuple[str, tuple], float]:
@@ -64,45 +55,37 @@ def samples(url: str) -> dict[tuple[str, tuple], float]:
 
 
 def test_help_exits_zero():
-    result = subprocess.run(
-        [sys.executable, "prometheus_exporter.py", "--help"],
-        cwd=PROJECT_DIR,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_script("--help")
     assert result.returncode == 0
     assert "--accuracy-window" in result.stdout and "PROMETHEUS_PORT" in result.stdout
 
 
 def test_without_a_tracking_store_it_serves_system_metrics_and_says_why(tmp_path: Path):
     db = tmp_path / "mlflow.db"
-    with exporter(
-        "--prediction-log-uri", f"sqlite:///{tmp_path / 'predictions.db'}",
-        "--tracking-uri", f"sqlite:///{db}",
-    ) as (url, proc):  # fmt: skip
+    stores = ("--prediction-log-uri", sqlite_uri(tmp_path / "predictions.db"),
+              "--tracking-uri", sqlite_uri(db))  # fmt: skip
+    with exporter(tmp_path, *stores) as (url, proc):
         values = samples(url)
         for name in ("system_cpu_usage_percent", "system_memory_usage_percent",
                      "system_disk_usage_percent"):  # fmt: skip
             assert 0 <= values[(name, ())] <= 100
         assert not any(name == "ml_feature_drift_psi" for name, _ in values)
-        proc.send_signal(signal.SIGTERM)
+        proc.send(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
-        log = proc.stderr.read()
-    assert f"no tracking store yet at {db}" in log
+        log = proc.output()
+    assert f"no tracking store at {db}" in log
     assert not db.exists()
 
 
-def test_drift_and_live_accuracy_of_a_trained_champion_over_http(tmp_path: Path, trained_store):
-    from mlflow import MlflowClient
-
-    data = load_dataset(DEFAULT_DATA_PATH)
+def test_drift_and_live_accuracy_of_a_trained_champion_over_http(
+    tmp_path: Path, trained_store, data
+):
     tracking_uri = trained_store.tracking_uri
-    champion = MlflowClient(tracking_uri, registry_uri=tracking_uri).get_model_version_by_alias(
+    champion = store_client(tracking_uri).get_model_version_by_alias(
         trained_store.model_name, trained_store.alias
     )
     version, run_id = str(champion.version), champion.run_id
-    log_uri = f"sqlite:///{tmp_path / 'predictions.db'}"
+    log_uri = sqlite_uri(tmp_path / "predictions.db")
     log = PredictionLog(log_uri)
     inputs = sample_inputs(data, 500, np.random.default_rng(5), drift=True)
     ids = log_inputs(log, inputs, version=version)
@@ -111,7 +94,8 @@ def test_drift_and_live_accuracy_of_a_trained_champion_over_http(tmp_path: Path,
     log.close()
     expected_accuracy = float(np.mean(inputs["species"].iloc[:30] == "Adelie"))
 
-    with exporter("--prediction-log-uri", log_uri, "--tracking-uri", tracking_uri) as (url, _):
+    argv = ("--prediction-log-uri", log_uri, "--tracking-uri", tracking_uri)
+    with exporter(tmp_path, *argv) as (url, _):
         values = samples(url)
     assert values[("ml_drift_detected", ())] == 1
     assert values[("ml_feature_drift_psi", (("feature", "body_mass_g"),))] > 0.2
@@ -123,15 +107,11 @@ def test_drift_and_live_accuracy_of_a_trained_champion_over_http(tmp_path: Path,
 
 
 def test_a_port_in_use_fails_with_one_clear_line(tmp_path: Path):
-    stores = ("--prediction-log-uri", f"sqlite:///{tmp_path / 'p.db'}",
-              "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}")  # fmt: skip
-    with exporter(*stores) as (url, _):
+    stores = ("--prediction-log-uri", sqlite_uri(tmp_path / "p.db"),
+              "--tracking-uri", sqlite_uri(tmp_path / "mlflow.db"))  # fmt: skip
+    with exporter(tmp_path, *stores) as (url, _):
         port = url.split(":")[2].split("/")[0]
-        result = subprocess.run(
-            [sys.executable, "prometheus_exporter.py", "--host", "127.0.0.1", "--port", port,
-             *stores],
-            cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+        result = run_script("--host", "127.0.0.1", "--port", port, *stores)
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
 
@@ -151,9 +131,6 @@ def test_a_port_in_use_fails_with_one_clear_line(tmp_path: Path):
     ],
 )
 def test_bad_settings_fail_with_a_clear_line(argv, env, code, message):
-    result = subprocess.run(
-        [sys.executable, "prometheus_exporter.py", *argv],
-        cwd=PROJECT_DIR, env={**os.environ, **env}, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    result = run_script(*argv, env={**os.environ, **env})
     assert result.returncode == code
     assert message in result.stderr

@@ -12,40 +12,21 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import psutil
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from penguins.config import PROJECT_DIR
-from penguins.drift import DEFAULT_BINS, PSI_DRIFT, DriftBaseline
 from penguins.features import FEATURES
+from penguins.monitoring.drift import DriftBaseline
+from penguins.monitoring.reference import Reference
+from penguins.monitoring.settings import MonitorSettings
 from penguins.predlog import PredictionLog
-from penguins.reference import Reference
 
 logger = logging.getLogger(__name__)
 
 ERROR_SOURCES = ("cpu", "memory", "disk", "prediction_log", "reference")
-
-
-@dataclass(frozen=True)
-class MonitorSettings:
-    """Windows, minimum counts and thresholds of the ML metrics; the disk to watch."""
-
-    # Accuracy over the newest 500 labels moves within minutes at demo traffic yet is
-    # steady enough (one wrong label moves it by 0.2 points) to alert on.
-    accuracy_window: int = 500
-    # Below 20 labels one mistake moves accuracy by 5 points or more: no value then.
-    accuracy_min_labels: int = 20
-    drift_window: int = 1000
-    # With 10 bins, sampling noise alone gives PSI of about 9/n: 0.045 at n=200, well
-    # under the 0.1 watch line, so fewer inputs than that would raise false alarms.
-    drift_min_samples: int = 200
-    drift_threshold: float = PSI_DRIFT
-    drift_bins: int = DEFAULT_BINS
-    disk_path: str = str(PROJECT_DIR)
 
 
 class MonitoringCollector(Collector):
@@ -154,7 +135,7 @@ class MonitoringCollector(Collector):
         yield labels
 
     def _drift(self) -> Iterator[Metric]:
-        """Yield PSI per feature and whether any passes the threshold."""
+        """Yield the reference, the inputs counted, PSI per feature and whether any drifts."""
         reference = self._read("reference", self.reference)
         rows = self._read(
             "prediction_log", lambda: self.log.recent_inputs(self.settings.drift_window)
@@ -172,12 +153,13 @@ class MonitoringCollector(Collector):
         yield GaugeMetricFamily(
             "ml_drift_samples", "Recent inputs the drift metrics are computed over", value=len(rows)
         )
-        if reference is None or len(rows) < self.settings.drift_min_samples:
-            return
-        baseline = self._read("reference", lambda: self._baseline_of(reference))
-        if baseline is None:
-            return
-        scores = baseline.psi(np.asarray(rows, dtype="float64"))
+        if reference is not None and len(rows) >= self.settings.drift_min_samples:
+            baseline = self._read("reference", lambda: self._baseline_of(reference))
+            if baseline is not None:
+                yield from self._psi(baseline.psi(np.asarray(rows, dtype="float64")))
+
+    def _psi(self, scores: dict[str, float]) -> Iterator[Metric]:
+        """Yield the PSI of each feature and whether any passes the threshold."""
         psi = GaugeMetricFamily(
             "ml_feature_drift_psi",
             f"Population stability index of the newest {self.settings.drift_window} inputs "

@@ -1,14 +1,24 @@
-"""Read the monitoring files (prometheus.yml, rules, dashboards) the way the tests need them."""
+"""What the monitoring tests share: the monitoring files read as data, and a filled log.
+
+prometheus.yml, the rule files and the dashboards are read the way the tests need
+them; :func:`log_inputs` writes predictions into a prediction log the way the API does.
+"""
 
 from __future__ import annotations
 
 import json
 import re
+import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+from penguins.features import FEATURES, TARGET
+from penguins.predlog import PredictionLog, Predictions
+
+REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS_CONFIG = REPO / "prometheus.yml"
 RULES_DIR = REPO / "prometheus" / "rules"
 RULE_TESTS_DIR = REPO / "prometheus" / "tests"
@@ -91,6 +101,11 @@ def load_yaml(path: Path) -> dict:
     return yaml.safe_load(path.read_text())
 
 
+def scrape_configs() -> dict[str, dict]:
+    """Return job name -> scrape config of prometheus.yml."""
+    return {job["job_name"]: job for job in load_yaml(PROMETHEUS_CONFIG)["scrape_configs"]}
+
+
 def rule_files() -> list[Path]:
     """Return the rule files, sorted."""
     return sorted(RULES_DIR.glob("*.yml"))
@@ -157,3 +172,28 @@ def panel_queries() -> list[tuple[str, str, str]]:
         for panel in query_panels(dashboard)
         for target in panel.get("targets", [])
     ]
+
+
+def log_inputs(
+    log: PredictionLog,
+    inputs: pd.DataFrame,
+    algorithm: str = "random_forest",
+    version: str = "1",
+    predicted: Sequence[str] | None = None,
+    created_at: float = 1.0,
+) -> list[str]:
+    """Record one prediction per input row (predicting the true species unless told); return ids."""
+    ids = [uuid.uuid4().hex for _ in range(len(inputs))]
+    species = list(predicted) if predicted is not None else list(inputs[TARGET])
+    log.record_predictions(
+        Predictions(
+            ids=ids,
+            created_at=created_at,
+            algorithm=algorithm,
+            model_version=version,
+            rows=inputs[list(FEATURES)].to_numpy(dtype="float64").tolist(),
+            species=species,
+            confidences=[0.9] * len(ids),
+        )
+    )
+    return ids

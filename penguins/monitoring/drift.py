@@ -12,7 +12,6 @@ Reading it: below ``PSI_WATCH`` (0.1) the inputs look like the training data;
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,8 +106,3 @@ class DriftBaseline:
             name: psi(bins.expected, bins.counts(current[:, FEATURES.index(name)]))
             for name, bins in self.features.items()
         }
-
-
-def drifted(scores: Mapping[str, float], threshold: float = PSI_DRIFT) -> list[str]:
-    """Return the features whose PSI passes the threshold."""
-    return [name for name, value in scores.items() if value > threshold]

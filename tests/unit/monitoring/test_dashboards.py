@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import re
-import subprocess
 
 import pytest
-import yaml
 
-from tests.monitoring_files import (
+from tests.support.monitoring import (
     API_COUNTERS_AND_GAUGES,
     API_HISTOGRAMS,
     CONTRACT_METRICS,
@@ -25,7 +23,6 @@ from tests.monitoring_files import (
     query_panels,
     recording_rules,
 )
-from tests.support import require_binary
 
 BOARDS = dashboards()
 
@@ -102,23 +99,6 @@ def test_panel_queries_read_only_known_metrics():
         for name in metric_names(expr):
             known = name in CONTRACT_METRICS | SYNTHETIC_METRICS or name in recorded
             assert known or name.startswith("node_"), f"{uid} / {title}: unknown {name}"
-
-
-def test_panel_queries_are_valid_promql(tmp_path):
-    """promtool parses every query, written as a recording rule of a throwaway file."""
-    promtool = require_binary("promtool")
-    queries = panel_queries()
-    rules = [
-        {"record": f"dashboard_query_{number}", "expr": expr}
-        for number, (_, _, expr) in enumerate(queries)
-    ]
-    path = tmp_path / "dashboard_queries.yml"
-    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
-    result = subprocess.run(
-        [promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert f"{len(queries)} rules found" in result.stdout
 
 
 def test_request_metrics_are_read_through_recording_rules():

@@ -9,23 +9,19 @@ return data: the dashboards, the rules and the metric names of the code agree.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import requests
 import yaml
 
-from tests.monitoring_files import JOBS, PROMETHEUS_CONFIG, REPO, panel_queries, rule_files
-from tests.support import IN_CI, free_port, require_binary, wait_for_http
-
-pytestmark = pytest.mark.integration
+from penguins.config import sqlite_uri
+from tests.support import IN_CI, ManagedProcess, free_port, require_binary
+from tests.support.monitoring import JOBS, PROMETHEUS_CONFIG, REPO, panel_queries, rule_files
 
 SCRIPTS = ("ml_serving.py", "prometheus_exporter.py", "inference.py")
 # Traffic for every panel: predictions with feedback (live accuracy needs 20 labels),
@@ -36,6 +32,11 @@ TRAFFIC_RUNS = (
     ("--count", "40", "--invalid-share", "0.5"),
     ("--count", "200", "--drift"),
 )
+# Each process of the stack, the Prometheus job that scrapes it, and its readiness path.
+JOB_OF = {"api": "penguins-api", "exporter": "penguins-exporter", "node-exporter": "node",
+          "prometheus": "prometheus"}  # fmt: skip
+READY = {"api": "/health", "exporter": "/metrics", "node-exporter": "/metrics",
+         "prometheus": "/-/ready"}  # fmt: skip
 # Long enough for the recording rules to see the traffic, short enough for the suite.
 DATA_TIMEOUT = 60.0
 
@@ -58,40 +59,12 @@ class Stack:
     exporter: str
     node: str
     prometheus: str
-    logs: Path
 
     def query(self, expr: str) -> list[dict]:
         """Return the result vector of an instant query."""
         resp = requests.get(f"{self.prometheus}/api/v1/query", params={"query": expr}, timeout=10)
         resp.raise_for_status()
         return resp.json()["data"]["result"]
-
-
-def start(name: str, cmd: list[str], logs: Path, env: dict[str, str]) -> subprocess.Popen:
-    """Start a process in its own session, its output in ``logs/name.log``."""
-    with (logs / f"{name}.log").open("wb") as log:  # the child keeps its own descriptor
-        return subprocess.Popen(
-            cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """Stop a process started by ``start`` and its children: SIGTERM, then SIGKILL."""
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    """Return the last lines of a log, for failure messages."""
-    if not path.exists():
-        return f"({path.name} missing)"
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
 def prometheus_config(targets: dict[str, str]) -> dict:
@@ -113,21 +86,32 @@ def run_traffic(stack: Stack, *args: str) -> None:
     assert result.returncode == 0, f"{cmd} failed:\n{result.stdout}\n{result.stderr}"
 
 
+def stack_commands(ports: dict[str, int], config: str, tsdb: str) -> dict[str, list[str]]:
+    """Return the command line of each process of the stack."""
+    return {
+        "api": [sys.executable, "ml_serving.py", "--host", "127.0.0.1",
+                "--port", str(ports["penguins-api"]), "--workers", "2"],
+        "exporter": [sys.executable, "prometheus_exporter.py", "--host", "127.0.0.1"],
+        "node-exporter": [require_binary("prometheus-node-exporter"),
+                          f"--web.listen-address=127.0.0.1:{ports['node']}"],
+        "prometheus": [require_binary("prometheus"), f"--config.file={config}",
+                       f"--storage.tsdb.path={tsdb}",
+                       f"--web.listen-address=127.0.0.1:{ports['prometheus']}"],
+    }  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def stack(request, tmp_path_factory) -> Iterator[Stack]:
     """Start API, exporter, node exporter and Prometheus; stop them all afterwards."""
-    prometheus = require_binary("prometheus")
-    node_exporter = require_binary("prometheus-node-exporter")
+    require_binary("prometheus")
+    require_binary("prometheus-node-exporter")
     require_scripts()
     trained_store = request.getfixturevalue("trained_store")  # only once nothing skips
     root = tmp_path_factory.mktemp("monitoring-e2e")
-    logs = root / "logs"
-    logs.mkdir()
     ports = {job: free_port() for job in JOBS}
     env = {
-        **os.environ,
         "MLFLOW_TRACKING_URI": trained_store.tracking_uri,
-        "PREDICTION_LOG_URI": f"sqlite:///{root / 'predictions.db'}",
+        "PREDICTION_LOG_URI": sqlite_uri(root / "predictions.db"),
         "PROMETHEUS_PORT": str(ports["penguins-exporter"]),
         "FLASK_DEBUG": "0",
     }
@@ -135,47 +119,22 @@ def stack(request, tmp_path_factory) -> Iterator[Stack]:
     config.write_text(
         yaml.safe_dump(prometheus_config({job: f"127.0.0.1:{p}" for job, p in ports.items()}))
     )
-    commands = {
-        "api": [sys.executable, "ml_serving.py", "--host", "127.0.0.1",
-                "--port", str(ports["penguins-api"]), "--workers", "2"],
-        "exporter": [sys.executable, "prometheus_exporter.py", "--host", "127.0.0.1"],
-        "node-exporter": [node_exporter,
-                          f"--web.listen-address=127.0.0.1:{ports['node']}"],
-        "prometheus": [prometheus, f"--config.file={config}",
-                       f"--storage.tsdb.path={root / 'tsdb'}",
-                       f"--web.listen-address=127.0.0.1:{ports['prometheus']}"],
-    }  # fmt: skip
-    procs: dict[str, subprocess.Popen] = {}
+    urls = {name: f"http://127.0.0.1:{ports[job]}" for name, job in JOB_OF.items()}
+    procs: list[ManagedProcess] = []
     try:
-        for name, cmd in commands.items():
-            procs[name] = start(name, cmd, logs, env)
-        urls = {
-            "api": f"http://127.0.0.1:{ports['penguins-api']}",
-            "exporter": f"http://127.0.0.1:{ports['penguins-exporter']}",
-            "node-exporter": f"http://127.0.0.1:{ports['node']}",
-            "prometheus": f"http://127.0.0.1:{ports['prometheus']}",
-        }
-        ready = {
-            "api": "/health",
-            "exporter": "/metrics",
-            "node-exporter": "/metrics",
-            "prometheus": "/-/ready",
-        }
-        for name, path in ready.items():
-            try:
-                wait_for_http(urls[name] + path, timeout=90)
-            except TimeoutError as exc:
-                pytest.fail(f"{name} did not start: {exc}\n{tail(logs / f'{name}.log')}")
+        for name, argv in stack_commands(ports, str(config), str(root / "tsdb")).items():
+            procs.append(ManagedProcess(argv, root / "logs" / f"{name}.log", env=env, name=name))
+        for proc in procs:
+            proc.wait_for_http(urls[proc.name] + READY[proc.name], timeout=90)
         yield Stack(
             api=urls["api"],
             exporter=urls["exporter"],
             node=urls["node-exporter"],
             prometheus=urls["prometheus"],
-            logs=logs,
         )
     finally:
-        for proc in reversed(procs.values()):
-            stop(proc)
+        for proc in reversed(procs):
+            proc.stop(timeout=15)
 
 
 @pytest.fixture(scope="module")

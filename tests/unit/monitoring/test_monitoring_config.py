@@ -1,0 +1,148 @@
+"""The monitoring stack as data: prometheus.yml, the rules and the rule tests, parsed in process."""
+
+from __future__ import annotations
+
+import glob
+import re
+
+from tests.support.monitoring import (
+    CONTRACT_ALERTS,
+    CONTRACT_METRICS,
+    JOBS,
+    PROMETHEUS_CONFIG,
+    REPO,
+    RULE_TESTS_DIR,
+    SYNTHETIC_METRICS,
+    alert_rules,
+    load_yaml,
+    metric_names,
+    panel_queries,
+    recording_rules,
+    rule_files,
+    scrape_configs,
+)
+
+TARGETS = {
+    "penguins-api": "host.docker.internal:5000",
+    "penguins-exporter": "host.docker.internal:8000",
+    "node": "node-exporter:9100",
+    "prometheus": "localhost:9090",
+}
+
+
+# --- prometheus.yml ---------------------------------------------------------------------------
+
+
+def test_scrape_jobs_and_targets():
+    jobs = scrape_configs()
+    assert set(jobs) == JOBS
+    for name, target in TARGETS.items():
+        targets = [t for static in jobs[name]["static_configs"] for t in static["targets"]]
+        assert targets == [target], name
+
+
+def test_rule_files_are_relative_and_resolve_from_the_repo_root():
+    patterns = load_yaml(PROMETHEUS_CONFIG)["rule_files"]
+    assert patterns
+    found = set()
+    for pattern in patterns:
+        assert not pattern.startswith("/"), f"{pattern} must be relative to work in the container"
+        found.update(glob.glob(str(REPO / pattern)))
+    assert sorted(found) == sorted(map(str, rule_files()))
+
+
+def test_rules_select_only_jobs_that_exist():
+    selected = set()
+    for rule in [*recording_rules().values(), *(a["expr"] for a in alert_rules().values())]:
+        selected.update(re.findall(r'\bjob\s*=~?\s*"([^"]+)"', rule))
+    assert selected, "no rule selects a job"
+    assert selected <= set(scrape_configs())
+
+
+# --- rules ------------------------------------------------------------------------------------
+
+
+def test_recording_rules_are_named_level_metric_operation():
+    for name in recording_rules():
+        assert re.fullmatch(r"[a-z_]+:[a-z_]+:[a-z0-9_]+", name), name
+
+
+def test_rules_read_only_known_metrics():
+    recorded = recording_rules()
+    exprs = [*recorded.values(), *(rule["expr"] for rule in alert_rules().values())]
+    for expr in exprs:
+        for name in metric_names(expr):
+            known = name in CONTRACT_METRICS | SYNTHETIC_METRICS or name in recorded
+            assert known or name.startswith("node_"), f"{name} in {expr!r}"
+
+
+def test_every_recording_rule_is_used():
+    recorded = recording_rules()
+    readers = [
+        *(expr for name, expr in recorded.items()),
+        *(rule["expr"] for rule in alert_rules().values()),
+        *(expr for _, _, expr in panel_queries()),
+    ]
+    used = set().union(*(metric_names(expr) for expr in readers))
+    assert set(recorded) - used == set()
+
+
+def test_contract_alerts_are_defined_completely():
+    alerts = alert_rules()
+    assert set(alerts) == CONTRACT_ALERTS
+    for name, rule in alerts.items():
+        assert re.fullmatch(r"\d+[smh]", rule.get("for", "")), f"{name} has no `for`"
+        assert rule["labels"]["severity"] in ("critical", "warning"), name
+        assert rule["annotations"]["summary"].strip(), name
+        assert rule["annotations"]["description"].strip(), name
+
+
+def test_every_alert_has_a_comment_explaining_its_threshold():
+    for path in rule_files():
+        lines = path.read_text().splitlines()
+        for number, line in enumerate(lines):
+            match = re.match(r"\s*- alert: (\w+)", line)
+            if match:
+                previous = lines[number - 1].strip()
+                assert previous.startswith("#"), f"{path.name}: {match[1]} has no comment above"
+
+
+def rule_test_cases() -> dict[str, dict[str, int]]:
+    """Count, per alert, the promtool test cases where it fires and where it stays silent."""
+    counts = {name: {"fires": 0, "silent": 0} for name in alert_rules()}
+    for path in RULE_TESTS_DIR.glob("*.yml"):
+        for test in load_yaml(path)["tests"]:
+            for case in test.get("alert_rule_test", []):
+                outcome = "fires" if case.get("exp_alerts") else "silent"
+                counts.setdefault(case["alertname"], {"fires": 0, "silent": 0})[outcome] += 1
+    return counts
+
+
+def test_every_alert_is_tested_firing_and_silent():
+    counts = rule_test_cases()
+    assert set(counts) == set(alert_rules()), "tests name an alert that does not exist"
+    for name, count in counts.items():
+        assert count["fires"] >= 1, f"{name} is never tested firing"
+        assert count["silent"] >= 1, f"{name} is never tested silent"
+
+
+def test_every_recording_rule_is_tested():
+    tested = set()
+    for path in RULE_TESTS_DIR.glob("*.yml"):
+        for test in load_yaml(path)["tests"]:
+            tested.update(case["expr"] for case in test.get("promql_expr_test", []))
+    assert set(recording_rules()) - tested == set()
+
+
+def test_metric_names_parser():
+    expr = (
+        "histogram_quantile(0.95, sum by (job, le) (rate(ml_request_duration_seconds_bucket"
+        '{endpoint!="/metrics", job=~"a|b"}[5m]))) > 1e3 or on (job) '
+        "count without (cpu) (node_cpu_seconds_total offset 5m) / job:ml_requests:rate5m "
+        "or vector(0)"
+    )
+    assert metric_names(expr) == {
+        "ml_request_duration_seconds_bucket",
+        "node_cpu_seconds_total",
+        "job:ml_requests:rate5m",
+    }
