@@ -131,7 +131,11 @@ def flag_name(name: str) -> str:
 
 
 def build_parser(cls: type, base: Any, description: str) -> argparse.ArgumentParser:
-    """Return an argparse parser with one flag per setting, defaulting to ``base``'s values."""
+    """Return an argparse parser with one flag per setting, defaulting to ``base``'s values.
+
+    A settings class may word an inherited flag for its script in a ``FLAG_HELP``
+    mapping of field name to help text.
+    """
     parser = argparse.ArgumentParser(description=description)
     groups: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
@@ -143,15 +147,15 @@ def build_parser(cls: type, base: Any, description: str) -> argparse.ArgumentPar
             if group not in groups:
                 groups[group] = parser.add_mutually_exclusive_group()
             target = groups[group]
-        _add_flag(target, f, getattr(base, f.name))
+        _add_flag(target, f, getattr(base, f.name), getattr(cls, "FLAG_HELP", {}).get(f.name))
     return parser
 
 
-def _add_flag(parser: Any, f: dataclasses.Field, default: Any) -> None:
-    """Add the flag of one setting."""
+def _add_flag(parser: Any, f: dataclasses.Field, default: Any, help: str | None) -> None:
+    """Add the flag of one setting; ``help`` replaces the declared help (a script's wording)."""
     env = f.metadata.get("env")
     origin = f", from ${env}" if env else ""
-    help_text = f.metadata["help"].replace("%", "%%")
+    help_text = (help or f.metadata["help"]).replace("%", "%%")
     if isinstance(f.default, bool):
         parser.add_argument(flag_name(f.name), action="store_true", default=default, help=help_text)
         return

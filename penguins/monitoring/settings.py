@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from penguins.config import PROJECT_DIR, ServiceSettings, setting
 from penguins.monitoring.drift import DEFAULT_BINS, PSI_DRIFT
@@ -13,6 +14,11 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 @dataclass(frozen=True)
 class MonitorSettings(ServiceSettings):
     """What ``python prometheus_exporter.py`` listens on, reads, and how it judges the model."""
+
+    FLAG_HELP: ClassVar[dict[str, str]] = {
+        "alias": "alias of the version whose training data is the drift reference",
+        "refresh_seconds": "look the alias up at most this often, seconds",
+    }
 
     # 0.0.0.0 so that Prometheus in docker-compose reaches the exporter through
     # host.docker.internal; --host 127.0.0.1 keeps it to this machine.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import ClassVar
 
 from penguins.config import ServiceSettings, setting
 from penguins.predlog import DEFAULT_MAX_ROWS
@@ -22,6 +23,11 @@ def default_workers() -> int:
 @dataclass(frozen=True)
 class ServingSettings(ServiceSettings):
     """What ``python ml_serving.py`` and the app it serves are configured with."""
+
+    FLAG_HELP: ClassVar[dict[str, str]] = {
+        "alias": "alias to follow",
+        "refresh_seconds": "how often each worker checks the alias, seconds",
+    }
 
     # 0.0.0.0 so that Prometheus in docker-compose reaches the API through
     # host.docker.internal; --host 127.0.0.1 keeps it to this machine.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from penguins.config import DEFAULT_DATA_PATH, StoreSettings, setting
 
@@ -11,6 +12,8 @@ from penguins.config import DEFAULT_DATA_PATH, StoreSettings, setting
 @dataclass(frozen=True)
 class TrainingSettings(StoreSettings):
     """What ``python modelling.py`` reads: where the data is and whether to force the alias."""
+
+    FLAG_HELP: ClassVar[dict[str, str]] = {"alias": "alias to move to the new version"}
 
     data: Path = setting(DEFAULT_DATA_PATH, "penguins CSV", parse=Path)
     force: bool = setting(

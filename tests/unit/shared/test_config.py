@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -128,3 +129,17 @@ def test_sqlite_uris_are_parsed_in_one_place(uri, path):
     assert sqlite_path(uri) == path
     if path is not None:
         assert sqlite_uri(path) == uri
+
+
+def test_a_script_can_word_an_inherited_flag_its_own_way(capsys):
+    @dataclass(frozen=True)
+    class Worded(StoreSettings):
+        """Settings that reword the alias flag."""
+
+        FLAG_HELP: ClassVar[dict[str, str]] = {"alias": "alias to move"}
+
+    with pytest.raises(SystemExit):
+        parse_settings(Worded, ["--help"], "x", environ={})
+    out = capsys.readouterr().out
+    assert "alias to move (default: champion" in out
+    assert "alias of the version to serve or move" not in out
