@@ -6,16 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.serving_fixtures import (  # noqa: F401 - fixtures of the prediction API (moving)
-    app,
-    client,
-    empty_store,
-    make_app,
-    metrics_registry,
-    serve,
-    serving_state,
-    store_copy,
-)
 from tests.support.stores import TrainedStore, train_into
 
 INTEGRATION = Path(__file__).parent / "integration"

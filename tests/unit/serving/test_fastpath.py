@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import mlflow
 import numpy as np
 import pytest
 from sklearn.compose import ColumnTransformer
@@ -10,26 +9,16 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler
 
-from penguins.fastpath import TOLERANCE, FastPredictor, Unsupported, verify
-from penguins.features import FEATURES, NUMERIC_FEATURES, load_dataset
-from penguins.training import candidates, split, using_store
-from tests.conftest import DATA_PATH
+from penguins.features import FEATURES, NUMERIC_FEATURES
+from penguins.registry import ModelDescription
+from penguins.serving.fastpath import TOLERANCE, FastPredictor, Unsupported, verify
+from penguins.serving.model import ServedModel
+from penguins.training.candidates import candidates
+
+NAMES = [c.name for c in candidates()]
 
 
-@pytest.fixture(scope="module")
-def data():
-    """Return the cleaned data set."""
-    return load_dataset(DATA_PATH)
-
-
-@pytest.fixture(scope="module")
-def fitted(data):
-    """Fit every candidate on the training split, as modelling.py does."""
-    parts = split(data)
-    return {c.name: c.build().fit(parts.x_train, parts.y_train) for c in candidates()}
-
-
-@pytest.mark.parametrize("name", [c.name for c in candidates()])
+@pytest.mark.parametrize("name", NAMES)
 def test_fast_path_equals_the_pipeline_on_every_row(fitted, data, name):
     pipeline = fitted[name]
     fast = FastPredictor(pipeline)
@@ -43,7 +32,7 @@ def test_fast_path_equals_the_pipeline_on_every_row(fitted, data, name):
     assert verify(fast, pipeline, data) <= TOLERANCE
 
 
-@pytest.mark.parametrize("name", [c.name for c in candidates()])
+@pytest.mark.parametrize("name", NAMES)
 def test_fast_path_equals_the_pipeline_row_by_row(fitted, data, name):
     """One-row requests take the per-row paths (the forest's numpy walk among them)."""
     pipeline = fitted[name]
@@ -54,11 +43,16 @@ def test_fast_path_equals_the_pipeline_row_by_row(fitted, data, name):
     assert np.max(np.abs(got - expected)) <= TOLERANCE
 
 
-def test_fast_path_equals_the_logged_champion(trained_store, data):
-    with using_store(trained_store.tracking_uri):
-        pipeline = mlflow.sklearn.load_model(trained_store.model_uri)
-    fast = FastPredictor(pipeline)
-    assert verify(fast, pipeline, data) <= TOLERANCE
+@pytest.mark.parametrize("name", NAMES)
+def test_every_candidate_is_served_through_the_verified_fast_path(fitted, data, name):
+    pipeline = fitted[name]
+    description = ModelDescription("penguins-classifier", "1", "champion", "run", name, {})
+    served = ServedModel.build(pipeline, description, "models:/penguins-classifier@champion")
+    assert served.fast is not None
+    rows = data[list(FEATURES)]
+    expected = pipeline.predict_proba(rows)[:, served.column_order]
+    got = served.predict_proba([tuple(r) for r in rows.itertuples(index=False)])
+    assert np.max(np.abs(got - expected)) <= TOLERANCE
 
 
 def test_one_row_as_a_list(fitted):

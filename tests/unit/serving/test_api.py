@@ -7,10 +7,16 @@ import uuid
 
 import pytest
 
+from penguins.config import from_env
 from penguins.features import FEATURES, SPECIES
-from penguins.schemas import BatchPrediction, FeedbackResult, Health, ModelInfo, Prediction
-from penguins.served_model import ServedModel
-from tests.serving_fixtures import CHINSTRAP, GENTOO, SAMPLE, SAMPLE_BY_NAME
+from penguins.serving.app import create_app
+from penguins.serving.metrics import ServingMetrics
+from penguins.serving.model import ServedModel
+from penguins.serving.schemas import BatchPrediction, FeedbackResult, Health, ModelInfo, Prediction
+from penguins.serving.settings import ServingSettings
+from tests.support.predlog import logged_count, logged_row
+from tests.support.samples import CHINSTRAP, GENTOO, SAMPLE, SAMPLE_BY_NAME
+from tests.unit.serving.conftest import SERVED_ALGORITHM, FixedSource
 
 
 def check_prediction(answer: dict, version: str = "1") -> Prediction:
@@ -67,29 +73,30 @@ def test_batch_answers_in_order(client):
     assert body.model_version == "1"
 
 
-def test_every_prediction_is_logged_before_the_answer(client, serving_state):
+def test_every_prediction_is_logged_before_the_answer(client, settings, served_model):
+    log = settings.prediction_log_uri
     single = client.post("/predict", json=GENTOO).json
     batch = client.post("/predict/batch", json={"samples": [SAMPLE, CHINSTRAP]}).json
-    assert serving_state.predlog.count() == 3
-    row = serving_state.predlog.get(single["prediction_id"])
-    assert row["model_name"] == serving_state.manager.current.algorithm
+    assert logged_count(log) == 3
+    row = logged_row(log, single["prediction_id"])
+    assert row["algorithm"] == served_model.algorithm == SERVED_ALGORITHM
     assert row["model_version"] == "1"
     assert row["predicted_species"] == "Gentoo"
     assert row["confidence"] == single["confidence"]
     assert row["island_encoded"] == 1 and row["sex_encoded"] == 0  # names stored as codes
     assert [row[f] for f in FEATURES[:4]] == [GENTOO[f] for f in FEATURES[:4]]
     for answer in batch["predictions"]:
-        assert serving_state.predlog.get(answer["prediction_id"]) is not None
+        assert logged_row(log, answer["prediction_id"]) is not None
 
 
 @pytest.mark.parametrize(("actual", "correct"), [("Adelie", True), ("Gentoo", False)])
-def test_feedback_says_whether_the_prediction_was_right(client, serving_state, actual, correct):
+def test_feedback_says_whether_the_prediction_was_right(client, settings, actual, correct):
     pid = client.post("/predict", json=SAMPLE).json["prediction_id"]
     resp = client.post("/feedback", json={"prediction_id": pid, "actual_species": actual})
     assert resp.status_code == 200
     assert resp.json == {"prediction_id": pid, "correct": correct}
     FeedbackResult.model_validate(resp.json)
-    assert serving_state.predlog.get(pid)["actual_species"] == actual
+    assert logged_row(settings.prediction_log_uri, pid)["actual_species"] == actual
 
 
 def test_feedback_accepts_an_id_in_upper_case(client):
@@ -105,7 +112,7 @@ def test_feedback_on_an_unknown_prediction_is_404(client):
     assert resp.json["details"][0]["field"] == "prediction_id"
 
 
-def test_health_and_model_info_describe_the_served_model(client, trained_store):
+def test_health_and_model_info_describe_the_served_model(client, settings, description):
     health = client.get("/health")
     assert health.status_code == 200
     assert health.json == {"status": "healthy", "model_loaded": True, "model_version": "1"}
@@ -113,23 +120,18 @@ def test_health_and_model_info_describe_the_served_model(client, trained_store):
     assert info.status_code == 200
     body = ModelInfo.model_validate(info.json)
     assert (body.name, body.version, body.alias) == ("penguins-classifier", "1", "champion")
-    assert body.algorithm in {"logistic_regression", "svm", "random_forest"}
-    assert body.run_id
+    assert body.algorithm == SERVED_ALGORITHM
+    assert body.run_id == description.run_id
     assert {"accuracy", "f1_macro", "precision_macro", "recall_macro"} <= set(body.metrics)
+    assert body.metrics == pytest.approx(description.metrics)
     assert body.features == list(FEATURES)
     assert body.classes == list(SPECIES)
-    assert body.uri == trained_store.model_uri
+    assert body.uri == settings.served_uri
     assert info.json["loaded_at"].endswith("Z")
 
 
-def test_a_fixed_model_uri_is_served(make_app):
-    client = make_app(MODEL_URI="models:/penguins-classifier/1").test_client()
-    assert client.get("/model/info").json["alias"] is None
-    assert client.post("/predict", json=SAMPLE).json["model_version"] == "1"
-
-
-def test_without_a_model_the_api_answers_503_but_takes_feedback_routes(make_app, empty_store):
-    client = make_app(MLFLOW_TRACKING_URI=empty_store).test_client()
+def test_without_a_model_the_api_answers_503_but_takes_feedback_routes(make_app):
+    client = make_app(models=FixedSource(None)).test_client()
     health = client.get("/health")
     assert health.status_code == 503
     assert Health.model_validate(health.json).status == "unhealthy"
@@ -190,9 +192,25 @@ def test_debugger_is_off_unless_flask_debug_is_1(make_app, monkeypatch):
     assert make_app().debug is True
 
 
-def test_environment_sets_limits_and_explicit_config_wins(make_app, monkeypatch):
+def test_environment_sets_limits_and_explicit_settings_win(
+    served_model, predlog, tmp_path, monkeypatch
+):
     monkeypatch.setenv("MAX_BATCH_SIZE", "3")
-    from_env = make_app()
-    assert from_env.extensions["penguins"].max_batch_size == 3
-    explicit = make_app(MAX_BATCH_SIZE=7)
-    assert explicit.extensions["penguins"].max_batch_size == 7
+    parts = {"models": FixedSource(served_model), "predlog": predlog}
+    from_environment = create_app(None, metrics=ServingMetrics(), **parts)
+    assert from_environment.extensions["penguins"].settings.max_batch_size == 3
+    client = from_environment.test_client()
+    assert client.post("/predict/batch", json={"samples": [SAMPLE] * 3}).status_code == 200
+    assert client.post("/predict/batch", json={"samples": [SAMPLE] * 4}).status_code == 413
+    explicit = create_app(
+        from_env(ServingSettings, max_batch_size=7), metrics=ServingMetrics(), **parts
+    )
+    assert explicit.extensions["penguins"].settings.max_batch_size == 7
+    resp = explicit.test_client().post("/predict/batch", json={"samples": [SAMPLE] * 7})
+    assert resp.status_code == 200
+
+
+def test_the_app_follows_its_model_source_until_closed(app, models):
+    assert models.started and not models.stopped
+    app.extensions["penguins"].close()
+    assert models.stopped

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from openapi_spec_validator import validate
 
-from penguins.openapi import build_openapi
+from penguins.serving.openapi import build_openapi
 
 
 @pytest.fixture
@@ -27,8 +27,14 @@ def test_every_route_is_described_with_its_methods(app, document):
 
 
 def test_request_schemas_carry_the_bounds_and_limits(make_app):
-    client = make_app(MAX_BATCH_SIZE=123).test_client()
-    schemas = client.get("/openapi.json").json["components"]["schemas"]
+    app = make_app(max_batch_size=123)
+    document = app.test_client().get("/openapi.json").json
+    limit = app.extensions["penguins"].settings.body_limit
+    assert (
+        f"At most 123 samples per batch and {limit} bytes per body."
+        in document["info"]["description"]
+    )
+    schemas = document["components"]["schemas"]
     assert schemas["BatchRequest"]["properties"]["samples"]["maxItems"] == 123
     bill = schemas["Sample"]["properties"]["bill_length_mm"]
     assert (bill["minimum"], bill["maximum"]) == (10.0, 100.0)

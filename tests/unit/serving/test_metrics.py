@@ -10,9 +10,9 @@ from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.parser import text_string_to_metric_families
 
 from penguins.features import SPECIES
-from penguins.metrics import ServingMetrics, WrittenFilesCollector, method_label
 from penguins.registry import ModelDescription
-from tests.serving_fixtures import GENTOO, SAMPLE
+from penguins.serving.metrics import ServingMetrics, WrittenFilesCollector, method_label
+from tests.support.samples import GENTOO, SAMPLE
 
 
 def requests_total(registry, endpoint: str, status: str, method: str = "POST") -> float | None:
@@ -29,78 +29,89 @@ def describe(version: str, accuracy: float = 0.9, algorithm: str = "svm") -> Mod
     )
 
 
-def test_series_exist_from_the_start(app, metrics_registry):
+def test_request_and_reload_series_exist_from_the_start(app, registry):
     for endpoint in ("/predict", "/predict/batch", "/feedback", "/health", "/metrics"):
         method = "GET" if endpoint in ("/health", "/metrics") else "POST"
-        assert requests_total(metrics_registry, endpoint, "200", method) == 0
-    version = app.extensions["penguins"].manager.current.description
-    for species in SPECIES:
-        labels = {"model": version.algorithm, "version": "1", "species": species}
-        assert metrics_registry.get_sample_value("ml_predictions_total", labels) == 0
+        assert requests_total(registry, endpoint, "200", method) == 0
     for result in ("success", "failed"):
-        assert metrics_registry.get_sample_value("ml_model_reloads_total", {"result": result}) == 0
+        assert registry.get_sample_value("ml_model_reloads_total", {"result": result}) == 0
 
 
-def test_requests_are_counted_by_route_template_and_status(client, metrics_registry):
+def test_a_served_version_has_its_series_from_the_start():
+    registry = CollectorRegistry()
+    metrics = ServingMetrics(registry)
+    metrics.model_served(describe("1", 0.97), None)
+    get = registry.get_sample_value
+    for species in SPECIES:
+        labels = {"model": "svm", "version": "1", "species": species}
+        assert get("ml_predictions_total", labels) == 0
+    for outcome in ("correct", "incorrect"):
+        labels = {"model": "svm", "version": "1", "outcome": outcome}
+        assert get("ml_feedback_total", labels) == 0
+    assert get("ml_prediction_confidence_count", {"model": "svm"}) == 0
+    assert get("ml_model_info", {"model": "svm", "version": "1", "run_id": "run1"}) == 1
+    assert get("ml_model_accuracy", {"model": "svm", "version": "1"}) == 0.97
+
+
+def test_requests_are_counted_by_route_template_and_status(client, registry):
     for _ in range(3):
         client.post("/predict", json=SAMPLE)
     client.post("/predict", json={})
     client.get("/predict")
     client.get("/no/such/path")
     client.get(f"/no/such/path/{uuid.uuid4()}")
-    assert requests_total(metrics_registry, "/predict", "200") == 3
-    assert requests_total(metrics_registry, "/predict", "422") == 1
-    assert requests_total(metrics_registry, "/predict", "405", "GET") == 1
-    assert requests_total(metrics_registry, "other", "404", "GET") == 2
-    count = metrics_registry.get_sample_value(
+    assert requests_total(registry, "/predict", "200") == 3
+    assert requests_total(registry, "/predict", "422") == 1
+    assert requests_total(registry, "/predict", "405", "GET") == 1
+    assert requests_total(registry, "other", "404", "GET") == 2
+    count = registry.get_sample_value(
         "ml_request_duration_seconds_count", {"method": "POST", "endpoint": "/predict"}
     )
     assert count == 4
 
 
-def test_unknown_methods_share_one_label(client, metrics_registry):
+def test_unknown_methods_share_one_label(client, registry):
     client.open("/predict", method="BREW")
-    assert requests_total(metrics_registry, "/predict", "405", "other") == 1
+    assert requests_total(registry, "/predict", "405", "other") == 1
     assert method_label("BREW") == "other" and method_label("GET") == "GET"
 
 
-def test_predictions_confidence_and_batch_size(client, metrics_registry, serving_state):
-    algorithm = serving_state.manager.current.algorithm
+def test_predictions_confidence_and_batch_size(client, registry, metrics, served_model):
+    algorithm = served_model.algorithm
+    metrics.model_served(served_model.description, None)  # what the model manager does
     client.post("/predict", json=SAMPLE)
     client.post("/predict/batch", json={"samples": [SAMPLE, GENTOO, GENTOO]})
 
     def predicted(species):
         labels = {"model": algorithm, "version": "1", "species": species}
-        return metrics_registry.get_sample_value("ml_predictions_total", labels)
+        return registry.get_sample_value("ml_predictions_total", labels)
 
     assert (predicted("Adelie"), predicted("Gentoo"), predicted("Chinstrap")) == (2, 2, 0)
-    conf = metrics_registry.get_sample_value("ml_prediction_confidence_count", {"model": algorithm})
+    conf = registry.get_sample_value("ml_prediction_confidence_count", {"model": algorithm})
     assert conf == 4
-    assert metrics_registry.get_sample_value("ml_batch_size_count") == 1
-    assert metrics_registry.get_sample_value("ml_batch_size_sum") == 3
+    assert registry.get_sample_value("ml_batch_size_count") == 1
+    assert registry.get_sample_value("ml_batch_size_sum") == 3
 
 
-def test_feedback_is_counted_by_outcome(client, metrics_registry, serving_state):
-    algorithm = serving_state.manager.current.algorithm
+def test_feedback_is_counted_by_outcome(client, registry, served_model):
+    algorithm = served_model.algorithm
     for actual in ("Adelie", "Adelie", "Gentoo"):
         pid = client.post("/predict", json=SAMPLE).json["prediction_id"]
         client.post("/feedback", json={"prediction_id": pid, "actual_species": actual})
 
     def outcome(name):
         labels = {"model": algorithm, "version": "1", "outcome": name}
-        return metrics_registry.get_sample_value("ml_feedback_total", labels)
+        return registry.get_sample_value("ml_feedback_total", labels)
 
     assert (outcome("correct"), outcome("incorrect")) == (2, 1)
 
 
-def test_model_gauges_describe_the_served_version(metrics_registry, serving_state):
-    d = serving_state.manager.current.description
-    info = {"model": d.algorithm, "version": "1", "run_id": d.run_id}
-    assert metrics_registry.get_sample_value("ml_model_info", info) == 1
-    accuracy = metrics_registry.get_sample_value(
-        "ml_model_accuracy", {"model": d.algorithm, "version": "1"}
-    )
-    assert accuracy == pytest.approx(d.metrics["accuracy"])
+def test_unknown_feedback_is_not_counted(client, registry, served_model):
+    body = {"prediction_id": str(uuid.uuid4()), "actual_species": "Adelie"}
+    assert client.post("/feedback", json=body).status_code == 404
+    for name in ("correct", "incorrect"):
+        labels = {"model": served_model.algorithm, "version": "1", "outcome": name}
+        assert not registry.get_sample_value("ml_feedback_total", labels)
 
 
 def test_a_swap_retires_the_old_versions_gauges():
@@ -116,7 +127,18 @@ def test_a_swap_retires_the_old_versions_gauges():
     assert get("ml_model_accuracy", {"model": "random_forest", "version": "2"}) == 0.99
 
 
-def test_metrics_route_serves_parseable_text(client):
+def test_reloads_are_counted_by_result():
+    metrics = ServingMetrics(CollectorRegistry())
+    metrics.observe_reload("success")
+    metrics.observe_reload("failed")
+    metrics.observe_reload("failed")
+    get = metrics.registry.get_sample_value
+    assert get("ml_model_reloads_total", {"result": "success"}) == 1
+    assert get("ml_model_reloads_total", {"result": "failed"}) == 2
+
+
+def test_metrics_route_serves_parseable_text(client, metrics, served_model):
+    metrics.model_served(served_model.description, None)  # what the model manager does
     client.post("/predict", json=SAMPLE)
     resp = client.get("/metrics")
     assert resp.status_code == 200

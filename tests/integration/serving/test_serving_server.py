@@ -16,23 +16,16 @@ import psutil
 import pytest
 import requests
 
-from penguins.config import PROJECT_DIR
-from penguins.predlog import PredictionLog
-from penguins.server import gunicorn_options, prepare_metrics_dir
-from tests.serving_fixtures import (
-    SAMPLE,
-    ServingProcess,
-    champion_source,
-    register_version,
-    sqlite_uri,
-)
+from penguins.config import PROJECT_DIR, sqlite_uri
+from tests.integration.serving.conftest import ApiServer
+from tests.integration.serving.versions import champion_source, register_version
 from tests.support import wait_for_http
-
-pytestmark = pytest.mark.integration
+from tests.support.predlog import logged_count, logged_ids
+from tests.support.samples import SAMPLE
 
 WORKERS = 2
 TIMEOUT = 10  # seconds per HTTP request
-API = "http://localhost:5000"  # where the README's examples send
+API = "http://localhost:5000"  # where the examples send
 
 
 def value(metrics: dict, name: str, **labels: str) -> float:
@@ -46,7 +39,7 @@ def predict_requests(metrics: dict) -> float:
 
 
 @pytest.fixture(scope="module")
-def api_server(trained_store, tmp_path_factory) -> Iterator[ServingProcess]:
+def api_server(trained_store, tmp_path_factory) -> Iterator[ApiServer]:
     """Return one server on the session store for the tests that only send traffic."""
     root = tmp_path_factory.mktemp("api-server")
     env = {
@@ -54,12 +47,12 @@ def api_server(trained_store, tmp_path_factory) -> Iterator[ServingProcess]:
         "PREDICTION_LOG_URI": sqlite_uri(root / "predictions.db"),
         "MODEL_REFRESH_SECONDS": "1",
     }
-    server = ServingProcess(root / "server.log", env, workers=WORKERS)
+    server = ApiServer(root / "server.log", env, workers=WORKERS)
     try:
         server.wait_ready()
         yield server
     finally:
-        server.stop()
+        server.process.stop()
 
 
 class Load:
@@ -148,7 +141,7 @@ def test_a_worker_restart_keeps_the_totals(api_server):
     before = predict_requests(api_server.metrics())
     for _ in range(10):
         assert requests.post(f"{api_server.url}/predict", json=SAMPLE, timeout=TIMEOUT).ok
-    master = psutil.Process(api_server.proc.pid)
+    master = psutil.Process(api_server.process.pid)
     victim = master.children()[0]
     victim.terminate()
     victim.wait(TIMEOUT)
@@ -165,9 +158,14 @@ def test_a_worker_restart_keeps_the_totals(api_server):
     assert len(served) == 1
 
 
-def _examples_file() -> Path:
-    """Return README.md, where users read the curl examples."""
-    return PROJECT_DIR / "README.md"
+def example_files() -> list[Path]:
+    """Return README.md and the docs, where users read the curl examples."""
+    return [PROJECT_DIR / "README.md", *sorted((PROJECT_DIR / "docs").rglob("*.md"))]
+
+
+def examples_text() -> str:
+    """Return the text of every file that holds examples, one after the other."""
+    return "\n".join(path.read_text() for path in example_files())
 
 
 def curl_examples(text: str) -> list[list[str]]:
@@ -176,7 +174,17 @@ def curl_examples(text: str) -> list[list[str]]:
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
         joined = block.replace("\\\n", " ")
         commands += [shlex.split(line) for line in joined.splitlines() if line.startswith("curl")]
+    # What a command pipes its output into (| jq, | grep) is not part of the request.
+    commands = [args[: args.index("|")] if "|" in args else args for args in commands]
     return [args for args in commands if any(a.startswith(API) for a in args)]
+
+
+def curl_data(args: list[str]) -> str | None:
+    """Return the body a curl command sends, if any."""
+    for flag, value in zip(args, args[1:], strict=False):
+        if flag in ("-d", "--data", "--data-raw", "--data-binary"):
+            return value
+    return None
 
 
 def send_curl(args: list[str], base_url: str) -> requests.Response:
@@ -201,8 +209,8 @@ def send_curl(args: list[str], base_url: str) -> requests.Response:
     return requests.request(method, target, headers=headers, data=data, timeout=TIMEOUT)
 
 
-def test_the_readme_curl_examples_work_as_written(api_server):
-    examples = curl_examples(_examples_file().read_text())
+def test_the_curl_examples_of_readme_and_docs_work_as_written(api_server):
+    examples = [args for path in example_files() for args in curl_examples(path.read_text())]
     paths = set()
     for args in examples:
         resp = send_curl(args, api_server.url)
@@ -211,6 +219,7 @@ def test_the_readme_curl_examples_work_as_written(api_server):
         if path == "/feedback":  # its id cannot exist yet: a 404 proves the body is valid
             assert resp.status_code == 404, resp.text
             assert resp.json()["error"] == "unknown prediction_id"
+            assert uuid.UUID(json.loads(curl_data(args))["prediction_id"])
         else:
             assert resp.status_code == 200, f"{' '.join(args)} -> {resp.status_code} {resp.text}"
     routes = {"/health", "/predict", "/predict/batch", "/feedback", "/model/info", "/metrics"}
@@ -263,7 +272,7 @@ def test_champion_swap_under_load_fails_nothing_and_refuses_a_broken_version(
     )
     server.wait_ready()
     # Every worker has booted on v1: so each one's move to v2 counts as a reload.
-    server.wait_for_log("serving penguins-classifier v1", WORKERS)
+    server.process.wait_for_log("serving penguins-classifier v1", WORKERS)
     good = champion_source(store_copy)
     load = Load(server.url)
     try:
@@ -305,19 +314,16 @@ def test_sigterm_loses_no_answered_prediction(serve, trained_store, tmp_path):
     server.wait_ready()
     load = Load(server.url, threads=3)
     load.wait_until(lambda: len(load.answers) >= 60, 30, "traffic before the stop")
-    metrics_dir = Path(re.search(r"metrics in (\S+)", server.output())[1])
+    metrics_dir = Path(re.search(r"metrics in (\S+)", server.process.output())[1])
     assert metrics_dir.is_dir()
-    assert server.stop() == 0  # SIGTERM while requests are in flight
+    assert server.process.stop() == 0  # SIGTERM while requests are in flight
     load.stop()
     assert not metrics_dir.exists(), "the server removes the metrics directory it made"
     answered = [pid for status, _, pid in load.answers if status == 200]
     assert len(answered) >= 60
-    log = PredictionLog(log_uri)
-    try:
-        assert log.count() >= len(answered)
-        assert all(log.get(pid) is not None for pid in answered)
-    finally:
-        log.close()
+    assert logged_count(log_uri) >= len(answered)
+    logged = set(logged_ids(log_uri))
+    assert all(pid in logged for pid in answered)
 
     restarted = serve(env, workers=WORKERS)
     restarted.wait_ready()
@@ -339,7 +345,7 @@ def test_starts_without_a_champion_then_serves_it_when_one_appears(
         workers=WORKERS,
     )
     health = server.wait_ready(ok=(503,))
-    server.wait_for_log("answering 503 until one appears", WORKERS)  # every worker booted
+    server.process.wait_for_log("answering 503 until one appears", WORKERS)  # every worker booted
     assert health.json() == {"status": "unhealthy", "model_loaded": False, "model_version": None}
     resp = requests.post(f"{server.url}/predict", json=SAMPLE, timeout=TIMEOUT)
     assert resp.status_code == 503
@@ -354,7 +360,7 @@ def test_starts_without_a_champion_then_serves_it_when_one_appears(
 
     deadline = time.monotonic() + 20
     while not every_worker_serves():
-        assert time.monotonic() < deadline, f"not every worker serves it:\n{server.output()}"
+        assert time.monotonic() < deadline, f"not every worker serves:\n{server.process.output()}"
         time.sleep(0.2)
     for _ in range(2 * WORKERS):
         resp = requests.post(f"{server.url}/predict", json=SAMPLE, timeout=TIMEOUT)
@@ -362,72 +368,11 @@ def test_starts_without_a_champion_then_serves_it_when_one_appears(
         assert resp.json()["model_version"] == "1"
 
 
-# ---- the script's own parts ------------------------------------------------------------
-
-
-def test_each_server_gets_its_own_control_socket_setting_and_metrics_dir(monkeypatch, tmp_path):
-    options = gunicorn_options("127.0.0.1", 5000, 2, 1, access_log=False)
-    assert options["control_socket_disable"] is True
-    assert options["worker_class"] == "sync"
-    assert gunicorn_options("127.0.0.1", 5000, 2, 4, access_log=False)["worker_class"] == "gthread"
-    given = tmp_path / "metrics"
-    given.mkdir()
-    (given / "counter_123.db").write_bytes(b"old")
-    (given / "keep.txt").write_text("not ours to delete")
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(given))
-    assert prepare_metrics_dir() == (given, False)
-    assert sorted(p.name for p in given.iterdir()) == ["keep.txt"]
-
-
-def test_flags_override_the_environment(monkeypatch):
-    import ml_serving
-
-    monkeypatch.setenv("MAX_BATCH_SIZE", "50")
-    monkeypatch.setenv("MODEL_REFRESH_SECONDS", "7")
-    monkeypatch.setenv("WEB_CONCURRENCY", "3")
-    args = ml_serving.parse_args([])
-    assert (args.max_batch_size, args.refresh_seconds, args.workers) == (50, 7.0, 3)
-    assert (args.host, args.port, args.threads) == ("0.0.0.0", 5000, 1)
-    args = ml_serving.parse_args(["--max-batch-size", "9", "--workers", "4", "--port", "5123"])
-    assert (args.max_batch_size, args.workers, args.port) == (9, 4, 5123)
-    config = ml_serving.app_config(args)
-    assert config["MAX_BATCH_SIZE"] == 9
-
-
-@pytest.mark.parametrize(
-    "argv", [["--workers", "0"], ["--threads", "0"], ["--port", "70000"], ["--port", "x"]]
-)
-def test_bad_flags_exit_with_usage(argv, capsys):
-    import ml_serving
-
-    with pytest.raises(SystemExit) as exc:
-        ml_serving.parse_args(argv)
-    assert exc.value.code == 2
-    assert "usage" in capsys.readouterr().err
-
-
-def test_flask_debug_1_runs_the_debugger_in_one_process(monkeypatch):
-    import ml_serving
-    import penguins.api
-
-    runs = []
-
-    class App:
-        """Stands in for the Flask app: records how it would be run."""
-
-        def run(self, host, port, **options):
-            """Record the call instead of serving."""
-            runs.append((host, port, options))
-
-    monkeypatch.setattr(penguins.api, "create_app", lambda config: App())
-    monkeypatch.setenv("FLASK_DEBUG", "1")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///unused.db")  # main sets it; restored
-    assert ml_serving.main(["--host", "127.0.0.1", "--port", "5999"]) == 0
-    assert runs == [("127.0.0.1", 5999, {"debug": True, "use_reloader": False})]
+# ---- the examples' own text ---------------------------------------------------------
 
 
 def test_the_feedback_example_uses_a_well_formed_id():
-    """The README's feedback example must use a well-formed id, so it reaches the 404."""
-    text = _examples_file().read_text()
+    """The examples' feedback id must be well-formed, so that the example reaches the 404."""
+    text = examples_text()
     ids = re.findall(r'"prediction_id": ?"([^"]+)"', text)
     assert ids and all(uuid.UUID(i) for i in ids)

@@ -9,8 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from penguins.features import BOUNDS
-from penguins.schemas import ErrorBody, Sample, fast_rows, field_path
-from tests.serving_fixtures import SAMPLE, SAMPLE_BY_NAME
+from penguins.serving.schemas import ErrorBody, Sample, fast_rows, field_path
+from tests.support.samples import SAMPLE, SAMPLE_BY_NAME
 
 
 def without(sample: dict, *names: str) -> dict:
@@ -127,23 +127,24 @@ def test_invalid_feedback_is_422(client, body, field):
 
 
 def test_too_many_samples_is_413(make_app):
-    client = make_app(MAX_BATCH_SIZE=5).test_client()
+    client = make_app(max_batch_size=5).test_client()
     assert client.post("/predict/batch", json={"samples": [SAMPLE] * 5}).status_code == 200
     resp = client.post("/predict/batch", json={"samples": [SAMPLE] * 6})
     check_error(resp, 413, "samples")
 
 
 def test_a_body_over_the_limit_is_413(make_app):
-    client = make_app(MAX_BODY_BYTES=2000).test_client()
+    client = make_app(max_body_bytes=2000).test_client()
     check_error(post_raw(client, "/predict", " " * 2001), 413)
     assert client.post("/predict", json=SAMPLE).status_code == 200
 
 
-def test_a_full_batch_fits_the_default_body_limit(app):
+def test_a_full_batch_fits_the_default_body_limit(app, settings):
     """MAX_BATCH_SIZE samples, pretty-printed with long decimals, are under the limit."""
     digits = 0.123456789012345
     long_sample = {k: v + digits if isinstance(v, float) else v for k, v in SAMPLE.items()}
-    body = json.dumps({"samples": [long_sample] * app.config["MAX_BATCH_SIZE"]}, indent=4)
+    body = json.dumps({"samples": [long_sample] * settings.max_batch_size}, indent=4)
+    assert app.config["MAX_CONTENT_LENGTH"] == settings.body_limit
     assert len(body.encode()) < app.config["MAX_CONTENT_LENGTH"]
 
 
