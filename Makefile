@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all setup run train serve exporter traffic test lint format mlflow-ui bench clean \
+.PHONY: all setup run train serve exporter traffic test test-fast lint format mlflow-ui bench clean \
 	monitoring-check monitoring-up monitoring-down
 
 all: run
@@ -41,6 +41,10 @@ traffic: setup
 test: setup
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
+
+## test-fast: the unit layer only (in process, no servers, no MLflow store): well under a minute
+test-fast: setup
+	$(PY) -m pytest tests/unit
 
 ## lint: ruff lint and format check
 lint: setup
