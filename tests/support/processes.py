@@ -46,8 +46,9 @@ def wait_for_http(
     timeout: float = 60.0,
     ok: Sequence[int] = (200,),
     alive: Callable[[], bool] | None = None,
+    interval: float = 0.2,
 ) -> requests.Response:
-    """Poll a URL until it answers one of the ``ok`` statuses, or raise TimeoutError.
+    """Poll a URL every ``interval`` seconds until it answers one of ``ok``, or raise TimeoutError.
 
     ``alive`` is asked between polls; when it says the process behind the URL has
     ended, waiting stops at once.
@@ -64,7 +65,7 @@ def wait_for_http(
             last = exc
         if alive is not None and not alive():
             raise TimeoutError(f"{url}: the process ended before answering (last: {last})")
-        time.sleep(0.2)
+        time.sleep(interval)
     raise TimeoutError(f"{url} did not answer {tuple(ok)} within {timeout}s (last: {last})")
 
 
@@ -110,8 +111,9 @@ class ManagedProcess:
         return self.proc.poll() is None
 
     def output(self, tail: int = 20_000) -> str:
-        """Return the end of what the process printed so far."""
-        self._log.flush()
+        """Return the end of what the process printed so far (also after it stopped)."""
+        if not self._log.closed:
+            self._log.flush()
         try:
             return self.log_path.read_text(errors="replace")[-tail:]
         except FileNotFoundError:
