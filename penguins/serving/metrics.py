@@ -106,7 +106,13 @@ class ServingMetrics:
                 "set it before importing anything that imports prometheus_client"
             )
         self.registry = registry if registry is not None else CollectorRegistry()
-        reg = self.registry
+        self._define_request_metrics(self.registry)
+        self._define_model_metrics(self.registry)
+        for result in RELOAD_RESULTS:
+            self.reloads.labels(result)
+
+    def _define_request_metrics(self, reg: CollectorRegistry) -> None:
+        """Define the HTTP metrics: requests by route and status, and their durations."""
         self.requests = Counter(
             "ml_requests_total",
             "HTTP requests answered, by route template and status.",
@@ -120,6 +126,9 @@ class ServingMetrics:
             buckets=LATENCY_BUCKETS,
             registry=reg,
         )
+
+    def _define_model_metrics(self, reg: CollectorRegistry) -> None:
+        """Define the model metrics: predictions, the served version, feedback, reloads."""
         self.predictions = Counter(
             "ml_predictions_total",
             "Predictions made (each batch row counts), by algorithm, version and species.",
@@ -165,8 +174,6 @@ class ServingMetrics:
             ["result"],
             registry=reg,
         )
-        for result in RELOAD_RESULTS:
-            self.reloads.labels(result)
 
     def prepare_routes(self, routes: Iterable[tuple[str, str]]) -> None:
         """Create the request series of each (method, route template) so they start at 0."""
