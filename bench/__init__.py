@@ -1,1 +1,5 @@
-"""Benchmark harness: our API against `mlflow models serve` on the same champion."""
+"""Benchmark harness: our API against `mlflow models serve` (and an older checkout of ours)."""
+
+
+class BenchError(RuntimeError):
+    """The benchmark cannot run or a stage failed; the message says which and why."""

@@ -1,49 +1,60 @@
-"""Where a server's time goes: py-spy samples of every worker, folded into a few buckets.
+"""Where our API's time goes: py-spy samples of every worker, folded into a few buckets.
 
-py-spy (a dev requirement) records the server's whole process tree while wrk sends
-one-row requests. Each sample of a worker handling a request goes to one bucket, so
-the buckets add up to 100 %: first to the first LIBRARIES bucket that any of its
-frames belongs to (everything scikit-learn calls is the model's time), otherwise to
-the LAYERS bucket of its innermost frame that has one (a uuid4 called from our code
-is our code's time, not Flask's, although Flask is further up every stack).
+py-spy (a dev requirement) records the server's whole process tree while it is loaded.
+Each sample of a worker handling a request goes to one bucket, so the buckets add up
+to 100 %: first to the first LIBRARIES bucket that any of its frames belongs to (all
+that runs under ``penguins/predlog.py`` is the log's time, everything scikit-learn
+calls is the model's), otherwise to the LAYERS bucket of its innermost frame that has
+one (a uuid4 called from the prediction path is that path's time, not Flask's,
+although Flask is further up every stack). Buckets are named by the files they cover.
 """
 
 from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 from collections import Counter
 from pathlib import Path
 
 from bench.servers import VENV_BIN
 
-# (bucket, patterns matched against py-spy's "function (file:line)" frames), first wins.
+# (bucket, substrings of py-spy's "function (file:line)" frames), first wins.
 LIBRARIES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("prediction log (SQLite)", ("predlog.py", "sqlite3/")),
-    ("metrics (prometheus_client)", ("prometheus_client/", "penguins/metrics.py")),
-    ("model: predict_proba", ("fastpath.py", "sklearn/", "joblib/")),
+    ("prediction log: predlog.py, SQLite", ("penguins/predlog.py", "sqlite3/")),
+    (
+        "metrics: serving/metrics.py, prometheus_client",
+        ("penguins/serving/metrics.py", "prometheus_client/"),
+    ),
+    (
+        "model refresh: serving/manager.py, registry.py, MLflow",
+        ("penguins/serving/manager.py", "penguins/registry.py", "mlflow/", "sqlalchemy/"),
+    ),
+    (
+        "model: serving/model.py, serving/fastpath.py, scikit-learn",
+        ("penguins/serving/model.py", "penguins/serving/fastpath.py", "sklearn/", "joblib/"),
+    ),
     ("model input: pandas DataFrame", ("pandas/", "narwhals/")),
-    ("model refresh (MLflow registry)", ("mlflow/", "sqlalchemy/", "ModelManager.refresh")),
-    ("pydantic: request validation, response objects", ("pydantic", "schemas.py")),
-    ("JSON encode/decode", ("json/", "orjson")),
+    ("prediction ids: serving/ids.py", ("penguins/serving/ids.py",)),
+    ("answer text: serving/answers.py", ("penguins/serving/answers.py",)),
+    (
+        "checks: serving/schemas.py (fast_rows), pydantic",
+        ("penguins/serving/schemas.py", "pydantic"),
+    ),
+    ("parsing, JSON: serving/parsing.py, json", ("penguins/serving/parsing.py", "json/", "orjson")),
 )
 # Layers every request passes through, innermost first wins.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("our API code (penguins/, stdlib it calls)", ("penguins/", "ml_serving.py")),
+    ("prediction path: serving/dataplane.py", ("penguins/serving/dataplane.py",)),
+    ("routes and the rest of penguins/ (stdlib it calls)", ("penguins/", "ml_serving.py")),
     ("Flask/Werkzeug request and response", ("flask/", "werkzeug/")),
     ("gunicorn: sockets, HTTP parsing, worker loop", ("gunicorn/",)),
 )
 OTHER = "other"
 # Frames of the project's own code, for the list of hottest functions.
 OWN_CODE = re.compile(r"\((ml_serving\.py|penguins/[^:]+|[^)]*/penguins/[^:]+):\d+\)")
-
-
 _LINE = re.compile(r":\d+\)$")
-
-
-class ProfileError(RuntimeError):
-    """py-spy is missing or could not record."""
+# A worker handling a connection (HTTP parsing included), not waiting, booting or a timer.
+_HANDLING = re.compile(r"Worker\.handle\b|handle_request|wsgi_app")
 
 
 def py_spy() -> str | None:
@@ -52,15 +63,11 @@ def py_spy() -> str | None:
     return str(local) if local.exists() else shutil.which("py-spy")
 
 
-def start_recording(pid: int, seconds: float, out: Path, rate: int = 200) -> subprocess.Popen:
-    """Start py-spy on a process and its children; it writes folded stacks to ``out``."""
-    binary = py_spy()
-    if binary is None:
-        raise ProfileError("py-spy is not installed: pip install -r requirements-dev.txt")
-    command = [binary, "record", "--pid", str(pid), "--subprocesses", "--nonblocking"]
-    command += ["--format", "raw", "--rate", str(rate), "--duration", str(round(seconds))]
-    command += ["--output", str(out)]
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def record_command(pid: int, seconds: float, out: Path, rate: int = 200) -> list[str]:
+    """Return the py-spy command that samples a process and its children into ``out``."""
+    command = [py_spy() or "py-spy", "record", "--pid", str(pid), "--subprocesses"]
+    command += ["--nonblocking", "--format", "raw", "--rate", str(rate)]
+    return [*command, "--duration", str(round(seconds)), "--output", str(out)]
 
 
 def parse_folded(text: str) -> list[tuple[list[str], int]]:
@@ -86,29 +93,22 @@ def bucket_of(frames: list[str]) -> str:
     return OTHER
 
 
-# A worker handling a connection (HTTP parsing included), not waiting, booting or a timer.
-_HANDLING = re.compile(r"Worker\.handle\b|handle_request|wsgi_app")
-
-
-def _busy(frames: list[str]) -> bool:
-    """Return whether a stack is a worker handling a request."""
-    return any(_HANDLING.search(f) for f in frames)
-
-
 def breakdown(stacks: list[tuple[list[str], int]]) -> dict[str, object]:
     """Return the share of request-handling samples per bucket and the hottest own functions."""
-    busy = [(frames, n) for frames, n in stacks if _busy(frames)]
+    busy = [(frames, n) for frames, n in stacks if any(_HANDLING.search(f) for f in frames)]
     total = sum(n for _, n in busy)
     buckets: Counter[str] = Counter()
     own: Counter[str] = Counter()
     for frames, n in busy:
         buckets[bucket_of(frames)] += n
-        # By function, whatever the line: "predict (penguins/api.py:237)" -> "... api.py)".
+        # By function, whatever the line: "predict (penguins/x.py:237)" -> "... x.py)".
         for function in {_LINE.sub(")", f) for f in frames if OWN_CODE.search(f)}:
             own[function] += n
     share = {k: 100 * v / total for k, v in buckets.most_common()} if total else {}
     # Entry points under every sample (main, the gunicorn app) say nothing: leave them out.
-    informative = [(f, n) for f, n in own.most_common() if n < total]
+    # Ties go by name, so that the same samples always give the same list.
+    ranked = sorted(own.items(), key=lambda item: (-item[1], item[0]))
+    informative = [(f, n) for f, n in ranked if n < total]
     hottest = [(f, 100 * n / total) for f, n in informative[:12]] if total else []
     samples = sum(n for _, n in stacks)
     return {"samples": samples, "busy_samples": total, "buckets": share, "own_code": hottest}

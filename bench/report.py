@@ -1,48 +1,23 @@
-"""Turn a figures dict into the printed summary, docs/BENCHMARKS.md and the PNG chart.
+"""Turn the figures of a run into the printed summary, docs/BENCHMARKS.md and the PNG chart.
 
-Everything here is pure: it reads the figures that bench/suite.py gathered (plain
-JSON-ready dicts and lists) and measures nothing itself. A missing figure shows as
-"n/a" and its target as not measured.
+Everything here is pure: it reads the JSON-ready figures that bench/suite.py gathered and
+measures nothing. The report is one table: the rows of :func:`rows`, each a figure read
+for every server, some with the goal of :func:`goals` it is judged on. A missing figure
+reads "n/a" and its goal "not measured".
 """
 
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+import textwrap
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 NA = "n/a"
-# "mlflow-1w" is `mlflow models serve` with one worker. uvicorn's --workers N path leaves
-# Nagle's algorithm on (TCP_NODELAY unset), which costs ~40 ms per keep-alive request,
-# so the one-worker figures show what mlflow does without that bug.
-ORDER = ("ours", "mlflow", "mlflow-1w")
-BASELINES = ("mlflow", "mlflow-1w")
-COLORS = {"ours": "#2a7ab0", "mlflow": "#d9822b", "mlflow-1w": "#f0b77a"}
-
-# The goals of issue 6, in one place.
-TARGET_RATIO_AT_8 = 10.0
-TARGET_P50_MARGIN_MS = 0.5
+ORDER = ("ours", "baseline", "mlflow", "mlflow-1w")
+COLORS = {"ours": "#2a7ab0", "baseline": "#8fb9d6", "mlflow": "#d9822b", "mlflow-1w": "#f0b77a"}
 TARGET_BATCH_ROWS_S = 250_000
-TARGET_TRAINING_S = 20.0
-TARGET_PSS_MB = 400.0
-TARGET_SCRAPE_MS = 5.0
-# Other work above this share of the machine during a wrk run: redo the run, then say so.
-BUSY_PCT = 10.0
-
-
-@dataclass(frozen=True)
-class Target:
-    """One goal and how the run did against it."""
-
-    name: str
-    goal: str
-    measured: str
-    met: bool | None  # None: not measured in this run
-
-    @property
-    def verdict(self) -> str:
-        """Return met, missed or not measured."""
-        return {True: "met", False: "**missed**", None: "not measured"}[self.met]
 
 
 def median(values: list[float] | None) -> float | None:
@@ -54,37 +29,37 @@ def fmt(value: float | None, digits: int = 2) -> str:
     """Format a number, thousands separated from 1000 up, or n/a."""
     if value is None:
         return NA
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    return f"{value:,.{digits}f}"
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:,.{digits}f}"
 
 
 def times(value: float | None) -> str:
-    """Format a ratio as 12.3x, or n/a."""
-    return NA if value is None else f"{value:.1f}x"
+    """Format a ratio as 12.3x, or as 0.97x below 10, where the second digit matters."""
+    return NA if value is None else f"{value:.1f}x" if value >= 10 else f"{value:.2f}x"
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
     """Return a / b, or None when either is missing or b is zero."""
-    if a is None or not b:
-        return None
-    return a / b
+    return None if a is None or not b else a / b
+
+
+def per_s(count: float, seconds: float | None) -> float | None:
+    """Return a count per second, or None without a time."""
+    return count / seconds if seconds else None
 
 
 def servers(figures: dict) -> list[str]:
     """Return the servers measured in this run, in table order."""
-    present = set(figures.get("load", {})) | set(figures.get("cold_start_s", {}))
-    return [name for name in ORDER if name in present]
+    return [name for name in ORDER if name in figures.get("servers", {})]
 
 
 def label(figures: dict, name: str) -> str:
     """Return a server's name for tables and the chart, with its worker count."""
     workers = figures.get("settings", {}).get("workers", NA)
-    return {
-        "ours": f"ours ({workers} workers)",
-        "mlflow": f"mlflow serve ({workers} workers)",
-        "mlflow-1w": "mlflow serve (1 worker)",
-    }.get(name, name)
+    if name == "mlflow-1w":
+        return "mlflow serve (1 worker)"
+    commit = figures.get("baseline", {}).get("commit", "")
+    kind = {"baseline": f"baseline {commit}", "mlflow": "mlflow serve"}.get(name, name)
+    return f"{kind} ({workers} workers)"
 
 
 def connections(figures: dict) -> list[int]:
@@ -92,17 +67,10 @@ def connections(figures: dict) -> list[int]:
     return figures.get("settings", {}).get("connections", [1, 8, 32])
 
 
-def load_median(figures: dict, server: str, conns: int | str, key: str) -> float | None:
-    """Return the median of one wrk figure over the repeats of a server and concurrency."""
-    runs = figures.get("load", {}).get(server, {}).get(str(conns), [])
+def load_median(figures: dict, name: str, conns: int | str, key: str) -> float | None:
+    """Return the median of one wrk figure over a server's runs at a concurrency."""
+    runs = figures.get("servers", {}).get(name, {}).get("load", {}).get(str(conns), [])
     return median([run[key] for run in runs if key in run])
-
-
-def batch_rows_per_s(figures: dict, server: str) -> float | None:
-    """Return rows/s of the median end-to-end batch POST of a server."""
-    batch = figures.get("batch", {})
-    seconds = median(batch.get(server))
-    return batch.get("rows", 0) / seconds if seconds else None
 
 
 def inprocess_ms(figures: dict, kind: str, rows: int | str) -> float | None:
@@ -110,441 +78,269 @@ def inprocess_ms(figures: dict, kind: str, rows: int | str) -> float | None:
     return figures.get("inprocess_ms", {}).get(kind, {}).get(str(rows))
 
 
-def inprocess_rows_per_s(figures: dict, kind: str, rows: int) -> float | None:
-    """Return in-process rows/s for a batch size."""
-    ms = inprocess_ms(figures, kind, rows)
-    return rows / ms * 1000 if ms else None
+class Row(NamedTuple):
+    """One row of the report: a figure as ``read(figures, server)`` gives it for each server."""
+
+    name: str
+    read: Callable[[dict, str], float | None]
+    digits: int = 2
 
 
-def memory(figures: dict, server: str, key: str, when: str = "memory") -> float | None:
-    """Return a memory figure (rss_mb, pss_mb, uss_mb, processes) of a server's tree.
+def measured(key: str, reduce: Callable = lambda v: v) -> Callable[[dict, str], float | None]:
+    """Return a reader of one thing measured on each server, reduced (a median, say)."""
 
-    ``when`` is "memory" (warm, after the one-row runs) or "memory_after_batch".
-    """
-    return figures.get(when, {}).get(server, {}).get(key)
+    def read(figures: dict, name: str) -> float | None:
+        """Return the reduced figure of one server, None when it was not measured."""
+        value = figures.get("servers", {}).get(name, {}).get(key)
+        return None if value is None else reduce(value)
 
-
-def _target(name: str, goal: str, value: float | None, ok: bool, text: str) -> Target:
-    """Build a Target, not measured when the value is missing."""
-    if value is None:
-        return Target(name, goal, NA, None)
-    return Target(name, goal, text, ok)
+    return read
 
 
-def targets(figures: dict) -> list[Target]:
-    """Evaluate the goals of issue 6 against the figures."""
-    found = []
-    ours_8 = load_median(figures, "ours", 8, "rps")
-    for baseline in BASELINES:
-        r = ratio(ours_8, load_median(figures, baseline, 8, "rps"))
-        name = f"req/s at 8 connections vs {label(figures, baseline)}"
-        goal = f">= {TARGET_RATIO_AT_8:.0f}x"
-        found.append(_target(name, goal, r, r is not None and r >= TARGET_RATIO_AT_8, times(r)))
-    p50 = load_median(figures, "ours", 1, "p50_ms")
+def model_ms(n: int) -> Callable[[dict, str], float | None]:
+    """Return a reader of the model's in-process ms for n rows, as each server runs it."""
+    kinds = {"ours": "fast", "mlflow": "pipeline", "mlflow-1w": "pipeline"}
+    return lambda figures, name: inprocess_ms(figures, kinds.get(name, ""), n)
+
+
+def rows(figures: dict) -> list[Row]:
+    """Return the rows of the report's table, in order."""
+    n, conns = figures.get("batch_rows", 10_000), connections(figures)
+    sizes = figures.get("sizes", [1, 1000, 10_000])
+    found = [
+        Row(f"{what}, {c} conn.", lambda f, s, c=c, k=key: load_median(f, s, c, k), digits)
+        for what, key, digits in (
+            ("one-row req/s", "rps", 0),
+            ("one-row p50, ms", "p50_ms", 2),
+            ("one-row p99, ms", "p99_ms", 2),
+            ("server CPU per request, ms", "cpu_ms_per_request", 2),
+        )
+        for c in conns
+    ]
+    found += [
+        Row(f"{n:,}-row batch, median s", measured("batch_s", median), 3),
+        Row(f"{n:,}-row batch, rows/s", measured("batch_s", lambda v: per_s(n, median(v))), 0),
+        *(
+            Row(f"the model in process, {k:,} row{'s' * (k > 1)}, ms", model_ms(k), 3)
+            for k in sizes
+        ),
+        Row("cold start, spawn to first 200, s", measured("cold_start_s")),
+        Row("spawn to every worker loaded and idle, s", measured("settled_s")),
+    ]
+    for at, when in (("memory", "warm"), ("memory_after_batch", f"after the {n:,}-row batches")):
+        for key in ("rss_mb", "pss_mb", "uss_mb")[at != "memory" :]:
+            name = f"process tree {key[:3].upper()}, {when}, MB"
+            found.append(Row(name, measured(at, lambda v, key=key: v.get(key)), 0))
+    return found + [
+        Row("processes in the tree", measured("memory", lambda v: v.get("processes")), 0),
+        Row("`/metrics` scrape, median, ms", measured("metrics_scrape_ms", median)),
+        Row(
+            "`python modelling.py` wall time, s",
+            lambda f, s: f.get("training_s") if s == "ours" else None,
+            1,
+        ),
+    ]
+
+
+class Goal(NamedTuple):
+    """A target one row is judged on: its text and whether this run met it (None: unknown)."""
+
+    text: str
+    met: bool | None
+
+
+def goals(figures: dict) -> dict[str, Goal]:
+    """Return the targets of our API by the name of the row each is judged on."""
+    n, workers = figures.get("batch_rows", 10_000), figures.get("settings", {}).get("workers")
+    value = {row.name: row.read(figures, "ours") for row in rows(figures)}
+    # Against each mlflow server that ran: ten times the one-row requests at 8 connections.
+    peers = [load_median(figures, peer, 8, "rps") for peer in ("mlflow", "mlflow-1w")]
+    found = [ratio(value["one-row req/s, 8 conn."], rps) for rps in peers if rps]
+    met = None if not found or None in found else min(found) >= 10
+    targets = {"one-row req/s, 8 conn.": Goal(">= 10x each mlflow serve", met)}
     floor = inprocess_ms(figures, "pipeline", 1)
-    limit = None if floor is None else floor + TARGET_P50_MARGIN_MS
-    found.append(
-        _target(
-            "one-row p50 at 1 connection",
-            f"<= in-process pipeline + {TARGET_P50_MARGIN_MS} ms = {fmt(limit)} ms",
-            None if limit is None else p50,
-            p50 is not None and limit is not None and p50 <= limit,
-            f"{fmt(p50)} ms",
-        )
-    )
-    batch = batch_rows_per_s(figures, "ours")
-    rows = figures.get("batch", {}).get("rows", 10_000)
-    found.append(
-        _target(
-            f"{rows:,}-row /predict/batch, end to end",
-            f">= {TARGET_BATCH_ROWS_S:,} rows/s",
-            batch,
-            batch is not None and batch >= TARGET_BATCH_ROWS_S,
-            f"{fmt(batch)} rows/s",
-        )
-    )
-    training = figures.get("training_s")
-    found.append(
-        _target(
-            "`python modelling.py` wall time",
-            f"<= {TARGET_TRAINING_S:.0f} s",
-            training,
-            training is not None and training <= TARGET_TRAINING_S,
-            f"{fmt(training, 1)} s",
-        )
-    )
-    pss = memory(figures, "ours", "pss_mb")
-    workers = figures.get("settings", {}).get("workers", NA)
-    found.append(
-        _target(
-            f"serving tree PSS, {workers} workers, warm",
-            f"<= {TARGET_PSS_MB:.0f} MB",
-            pss,
-            pss is not None and pss <= TARGET_PSS_MB,
-            f"{fmt(pss, 0)} MB",
-        )
-    )
-    scrape = median(figures.get("metrics_scrape_ms"))
-    found.append(
-        _target(
-            "`/metrics` scrape, median",
-            f"<= {TARGET_SCRAPE_MS:.0f} ms",
-            scrape,
-            scrape is not None and scrape <= TARGET_SCRAPE_MS,
-            f"{fmt(scrape)} ms",
-        )
-    )
-    return found
+    p50, batch = None if floor is None else floor + 0.5, TARGET_BATCH_ROWS_S
+    # (row, goal, limit, whether the figure must reach the limit rather than stay under it)
+    for row, text, limit, at_least in (
+        ("one-row p50, ms, 1 conn.", f"in-process pipeline + 0.5 ms = {fmt(p50)} ms", p50, False),
+        (f"{n:,}-row batch, rows/s", f"{batch:,} rows/s", batch, True),
+        ("process tree PSS, warm, MB", f"400 MB ({workers} workers)", 400, False),
+        ("`/metrics` scrape, median, ms", "5 ms", 5, False),
+        ("`python modelling.py` wall time, s", "20 s", 20, False),
+    ):
+        got = value.get(row)
+        met = None if got is None or limit is None else got >= limit if at_least else got <= limit
+        targets[row] = Goal(f"{'>=' if at_least else '<='} {text}", met)
+    return targets
 
 
-def table(header: list[str], rows: list[list[str]]) -> list[str]:
+VERDICTS = {True: "met", False: "**missed**", None: "not measured"}
+
+
+def comparison(figures: dict, name: Callable = label) -> tuple[list[str], list[list[str]]]:
+    """Return the header and rows of the table: each figure per server, ours / each other, goal."""
+    names, targets = servers(figures), goals(figures)
+    others = [n for n in names if n != "ours"] if "ours" in names else []
+    header = ["", *(name(figures, n) for n in names)]
+    header += [f"ours / {name(figures, n)}" for n in others] + ["target", "result"]
+    lines = []
+    for row in rows(figures):
+        values = {n: row.read(figures, n) for n in names}
+        cells = [row.name, *(fmt(values[n], row.digits) for n in names)]
+        cells += [times(ratio(values["ours"], values[n])) for n in others]
+        goal = targets.get(row.name)
+        lines.append(cells + ([goal.text, VERDICTS[goal.met]] if goal else ["", ""]))
+    return header, lines
+
+
+def table(header: list[str], lines: list[list[str]]) -> list[str]:
     """Return the lines of a markdown table."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return out + ["| " + " | ".join(line) + " |" for line in lines]
 
 
-def _targets_section(figures: dict) -> list[str]:
-    """Return the lines of the targets table."""
-    rows = [[t.name, t.goal, t.measured, t.verdict] for t in targets(figures)]
-    return ["## Targets", "", *table(["target", "goal", "measured", "result"], rows)]
-
-
-def _load_section(figures: dict) -> list[str]:
-    """Return the lines of the one-row request tables (medians over the repeats)."""
-    names = servers(figures)
-    baselines = [b for b in BASELINES if b in names and "ours" in names]
-    rps_rows, latency_rows, cpu_rows = [], [], []
-    for c in connections(figures):
-        cpu_rows.append(
-            [str(c)] + [fmt(load_median(figures, n, c, "cpu_ms_per_request")) for n in names]
+def _profile_lines(figures: dict) -> list[str]:
+    """Return the lines of each py-spy breakdown of our API."""
+    lines = []
+    for one in (figures.get("profile") or {}).values():
+        if not one.get("busy_samples"):
+            continue
+        buckets = [[name, f"{share:.1f} %"] for name, share in one["buckets"].items()]
+        own = [[f"`{frame}`", f"{share:.1f} %"] for frame, share in one["own_code"]]
+        seconds, rate, busy = fmt(one.get("seconds"), 0), one.get("rate", NA), one["busy_samples"]
+        lines += ["", f"### {one.get('what', NA)}", ""]
+        lines.append(
+            f"py-spy sampled every worker for {seconds} s at {rate}: {busy:,} samples inside "
+            "request handling."
         )
-        rps = {n: load_median(figures, n, c, "rps") for n in names}
-        rps_rows.append(
-            [str(c)]
-            + [fmt(rps[n], 0) for n in names]
-            + [times(ratio(rps["ours"], rps[b])) for b in baselines]
-        )
-        cells = [str(c)]
-        for n in names:
-            p50, p99 = (load_median(figures, n, c, k) for k in ("p50_ms", "p99_ms"))
-            cells.append(f"{fmt(p50)} / {fmt(p99)}")
-        latency_rows.append(cells)
-    rps_header = ["connections", *(label(figures, n) for n in names)]
-    rps_header += [f"ours / {label(figures, b)}" for b in baselines]
-    return [
-        "## One-row requests (wrk; median of the runs)",
-        "",
-        "Ours: `POST /predict` with one sample. mlflow: `POST /invocations` with "
-        '`{"dataframe_records": [sample]}`. Same row, same registered model version.',
-        "",
-        "Requests per second:",
-        "",
-        *table(rps_header, rps_rows),
-        "",
-        "Latency p50 / p99, ms:",
-        "",
-        *table(["connections", *(label(figures, n) for n in names)], latency_rows),
-        "",
-        "Server CPU per request, ms (user + system time of the whole process tree during the "
-        "run, divided by its requests; 2 cores give at most 2,000 ms of CPU per second):",
-        "",
-        *table(["connections", *(label(figures, n) for n in names)], cpu_rows),
-    ]
-
-
-def _inprocess_section(figures: dict) -> list[str]:
-    """Return the lines of the in-process predict_proba table."""
-    rows = []
-    for size in figures.get("settings", {}).get("sizes", [1, 1000, 10000]):
-        pipe, fast = inprocess_ms(figures, "pipeline", size), inprocess_ms(figures, "fast", size)
-        rows.append(
-            [
-                f"{size:,}",
-                fmt(pipe, 3),
-                fmt(fast, 3),
-                times(ratio(pipe, fast)),
-                fmt(inprocess_rows_per_s(figures, "pipeline", size), 0),
-                fmt(inprocess_rows_per_s(figures, "fast", size), 0),
-            ]
-        )
-    header = ["rows", "pipeline ms", "FastPredictor ms", "speed-up"]
-    header += ["pipeline rows/s", "FastPredictor rows/s"]
-    return [
-        "## In-process predict_proba (median per call)",
-        "",
-        "Pipeline: the champion from `mlflow.sklearn.load_model`, on a pandas DataFrame. "
-        "FastPredictor: `penguins.fastpath` on a numpy array. Inputs are built before timing.",
-        "",
-        *table(header, rows),
-    ]
-
-
-def _serving_section(figures: dict) -> list[str]:
-    """Return the lines comparing batch, start-up, memory and /metrics across servers."""
-    names = servers(figures)
-    batch = figures.get("batch", {})
-    rows_n = batch.get("rows", 10_000)
-    cold = figures.get("cold_start_s", {})
-    scrapes = figures.get("metrics_scrape_ms") or []
-    rows = [
-        [f"{rows_n:,}-row batch, median s"] + [fmt(median(batch.get(n)), 3) for n in names],
-        [f"{rows_n:,}-row batch, rows/s"] + [fmt(batch_rows_per_s(figures, n)) for n in names],
-        ["cold start, spawn to first 200, s"] + [fmt(cold.get(n)) for n in names],
-        ["spawn to every worker loaded and idle, s"]
-        + [fmt(figures.get("settled_s", {}).get(n)) for n in names],
-    ]
-    for key, name in (("rss_mb", "RSS"), ("pss_mb", "PSS"), ("uss_mb", "USS")):
-        rows.append(
-            [f"process tree {name}, warm, MB"] + [fmt(memory(figures, n, key), 0) for n in names]
-        )
-    for key, name in (("pss_mb", "PSS"), ("uss_mb", "USS")):
-        rows.append(
-            [f"process tree {name} after the {rows_n:,}-row batches, MB"]
-            + [fmt(memory(figures, n, key, "memory_after_batch"), 0) for n in names]
-        )
-    rows.append(
-        ["processes in the tree"] + [fmt(memory(figures, n, "processes"), 0) for n in names]
-    )
-    rows.append(
-        [f"`/metrics` scrape, median of {len(scrapes)}, ms"]
-        + [fmt(median(scrapes)) if n == "ours" else NA for n in names]
-    )
-    ours_b = batch_rows_per_s(figures, "ours")
-    ratios = [
-        f"ours / {label(figures, b)}: {times(ratio(ours_b, batch_rows_per_s(figures, b)))}"
-        for b in BASELINES
-        if b in names and "ours" in names
-    ]
-    return [
-        "## Batch, start-up, memory and /metrics",
-        "",
-        *table(["", *(label(figures, n) for n in names)], rows),
-        "",
-        f"Batch rows/s ratio: {'; '.join(ratios) or NA}. Ours: `POST /predict/batch` "
-        '`{"samples": [...]}`; mlflow: `POST /invocations` `{"dataframe_records": [...]}`.',
-        "",
-        f"`python modelling.py` into a temporary store: {fmt(figures.get('training_s'), 1)} s "
-        "wall time, interpreter start to exit.",
-    ]
-
-
-def _profile_lines(found: dict) -> list[str]:
-    """Return the lines of one py-spy breakdown."""
-    buckets = [[name, f"{share:.1f} %"] for name, share in found["buckets"].items()]
-    own = [[f"`{frame}`", f"{share:.1f} %"] for frame, share in found["own_code"]]
-    return [
-        f"### {found.get('what', NA)}",
-        "",
-        f"py-spy sampled every worker for {fmt(found.get('seconds'), 0)} s at "
-        f"{found.get('rate', NA)}: {found['busy_samples']:,} samples inside request handling.",
-        "",
-        *table(["bucket", "share of request samples"], buckets),
-        "",
-        "Our own functions, share of the request samples spent inside them (inclusive):",
-        "",
-        *table(["function (file)", "share"], own),
-    ]
-
-
-def _profile_section(figures: dict) -> list[str]:
-    """Return the lines of the py-spy breakdowns of our API, if there are any."""
-    found = [p for p in (figures.get("profile") or {}).values() if p.get("busy_samples")]
-    if not found:
-        return []
-    lines = [
-        "## Where our API spends its time (py-spy)",
-        "",
-        "Each sample counts once: for the library it is in (everything scikit-learn calls "
-        "is the model's time), else for the innermost layer of its stack (our code, Flask, "
-        "gunicorn). Sampling on a shared machine is noisy: a few points either way.",
-    ]
-    for one in found:
-        lines += ["", *_profile_lines(one)]
+        lines += ["", *table(["bucket", "share of request samples"], buckets), ""]
+        lines += ["Our own functions, share of the request samples spent inside them (inclusive):"]
+        lines += ["", *table(["function (file)", "share"], own)]
     return lines
 
 
-def _settings_text(settings: dict) -> str:
-    """Describe the run's settings in one line."""
-    workers, duration = settings.get("workers", NA), settings.get("duration_s", NA)
-    threads, repeats = settings.get("wrk_threads", NA), settings.get("repeats", NA)
-    return (
-        f"{workers} workers per server; wrk {duration} s per run, {threads} wrk thread(s), "
-        f"{repeats} runs per server and concurrency, interleaved"
-    )
-
-
-def busy_note(figures: dict) -> str | None:
-    """Return a warning when other work took a noticeable share of the CPU during the runs."""
-    shares = [run["other_cpu_pct"] for run in figures.get("runs", []) if "other_cpu_pct" in run]
-    busy = [share for share in shares if share > BUSY_PCT]
-    if not busy:
-        return None
-    return (
-        f"The machine was busy: in {len(busy)} of {len(shares)} wrk runs other work took more "
-        f"than {BUSY_PCT:.0f} % of the CPU even at their quietest attempt (up to "
-        f"{max(busy):.0f} %; see the run list). Those runs are slower than the servers are."
-    )
-
-
-def _loads(values: list[float] | None) -> str:
-    """Format load averages as 1.2, 0.8, 0.5."""
-    return ", ".join(f"{v:.2f}" for v in values) if values else NA
-
-
-def _machine_section(figures: dict) -> list[str]:
-    """Return the lines describing the machine, versions and settings."""
-    machine = figures.get("machine", {})
-    versions = figures.get("versions", {})
-    model = figures.get("model", {})
-    before, after = figures.get("load_before"), figures.get("load_after")
-    packages = ", ".join(f"{k} {v}" for k, v in versions.items() if k != "python")
-    rows = [
-        ["date", figures.get("date", NA)],
-        ["CPU", f"{machine.get('cpu', NA)}, {machine.get('cores', NA)} cores"],
-        ["memory", f"{machine.get('memory_gb', NA)} GB"],
-        ["OS", str(machine.get("os", NA))],
-        ["load average 1/5/15 min, before / after", f"{_loads(before)} / {_loads(after)}"],
-        [
-            "CPU busy with other work, 1 s before / after the run",
-            f"{fmt(figures.get('cpu_busy_before'), 0)} % / "
-            f"{fmt(figures.get('cpu_busy_after'), 0)} %",
-        ],
-        ["Python", versions.get("python", NA)],
-        ["packages", packages or NA],
-        [
-            "model",
-            f"`{model.get('uri', NA)}` = version {model.get('version', NA)} "
-            f"({model.get('algorithm', NA)})",
-        ],
-        ["settings", _settings_text(figures.get("settings", {}))],
+def _machine_lines(figures: dict) -> list[str]:
+    """Return the lines describing the machine, its load, versions, checkouts and settings."""
+    machine, versions = figures.get("machine", {}), figures.get("versions", {})
+    model, s, base = figures.get("model", {}), figures.get("settings", {}), figures.get("baseline")
+    loads = [
+        ", ".join(f"{v:.2f}" for v in figures.get(f"load_{k}") or []) or NA
+        for k in ("before", "after")
     ]
-    return ["## Machine and settings", "", *table(["", ""], rows)]
-
-
-def _runs_section(figures: dict) -> list[str]:
-    """Return the lines listing every wrk run in the order it ran."""
-    rows = [
-        [
-            str(run["order"]),
-            label(figures, run["server"]),
-            str(run["connections"]),
-            fmt(run["rps"], 0),
-            fmt(run["p50_ms"]),
-            fmt(run["p99_ms"]),
-            str(run["requests"]),
-            str(run["non_2xx"] + run["socket_errors"]),
-            fmt(run.get("other_cpu_pct"), 0),
-            str(run.get("attempts", 1)),
-        ]
-        for run in figures.get("runs", [])
+    busy = [f"{fmt(figures.get(f'cpu_busy_{when}'), 0)} %" for when in ("before", "after")]
+    packages = ", ".join(f"{k} {v}" for k, v in versions.items() if k != "python") or NA
+    baseline = f"; baseline: {base['commit']} at {base['path']}" if base else ""
+    return [
+        f"- {figures.get('date', NA)}; {machine.get('cpu', NA)}, {machine.get('cores', NA)} "
+        f"cores, {machine.get('memory_gb', NA)} GB, {machine.get('os', NA)}",
+        f"- load average 1/5/15 min before / after: {' / '.join(loads)}; CPU busy with other "
+        f"work 1 s before / after the run: {' / '.join(busy)}",
+        f"- Python {versions.get('python', NA)}; {packages}",
+        f"- ours: {figures.get('commit', NA)} and its working tree{baseline}",
+        f"- model `{model.get('uri', NA)}` = version {model.get('version', NA)} "
+        f"({model.get('algorithm', NA)})",
+        f"- {s.get('workers', NA)} workers per server; wrk {s.get('duration_s', NA)} s per run, "
+        f"{s.get('wrk_threads', NA)} wrk thread(s), {s.get('repeats', NA)} runs per server and "
+        "concurrency, interleaved",
     ]
-    header = ["#", "server", "connections", "req/s", "p50 ms", "p99 ms", "requests", "errors"]
-    header += ["other work, % CPU", "attempts"]
-    return ["### Every wrk run, in order", "", *table(header, rows)]
 
 
 NOTES = [
-    "## How it was measured",
-    "",
-    "- One run of `python bench/run.py` (`make bench`) makes every figure here. The load "
-    "generator (wrk, one thread unless `--wrk-threads`) shares the cores with the servers.",
-    "- The servers run side by side on free ports of 127.0.0.1, started as users start "
-    "them (`python ml_serving.py --workers N`; `mlflow models serve --env-manager local "
-    "--workers N`), each in a session of its own; the harness stops every process group "
-    "at the end, also on failure or Ctrl-C.",
-    "- wrk runs are interleaved: each repeat runs every concurrency on every server in "
-    "turn, the first server alternating between repeats; the tables give the median over "
-    "the repeats. A short warm-up run per server comes first and is not counted. Any "
-    "non-2xx answer or socket error fails the run.",
-    "- The machine is shared. For each run the harness counts the CPU time of every other "
-    "process (the machine's process time less our servers' trees and wrk). A run where "
-    f"that passes {BUSY_PCT:.0f} % of the machine is redone (`--busy-retries`, default "
-    "1), and the attempt with the least other work is kept, whatever its speed.",
-    "- `mlflow models serve --workers N` (N > 1) runs uvicorn's multiprocess supervisor, "
-    "whose listening socket is created without `IPPROTO_TCP`, so asyncio never sets "
-    "`TCP_NODELAY` on accepted connections (uvicorn issue #3149, open, uvicorn "
-    "0.54). Its headers and body leave in two writes, and on a keep-alive connection the "
-    "body waits for the client's delayed ACK: ~40 ms per request. That is what users get "
-    "with the same worker count, so it is measured; the one-worker column shows mlflow "
-    "without it.",
+    "- One row: ours `POST /predict` with one sample, mlflow `POST /invocations` with "
+    '`{"dataframe_records": [sample]}`; batches: ours `POST /predict/batch` with '
+    '`{"samples": [...]}`, mlflow the same records. Same rows, same model version. A ratio '
+    "above 1 is better for req/s and rows/s, below 1 for the rest.",
+    "- The model in process: `penguins/serving/fastpath.py` on a numpy array (ours), the "
+    "champion's scikit-learn pipeline from `mlflow.sklearn.load_model` on a pandas DataFrame "
+    "(mlflow); inputs built before timing.",
+    "- The servers run side by side on free ports of 127.0.0.1, started as users start them "
+    "(`python ml_serving.py --workers N`; `mlflow models serve --env-manager local --workers "
+    "N`); wrk (one thread unless `--wrk-threads`) shares the cores with them. With "
+    "`--baseline PATH` our API also runs from another checkout (its `ml_serving.py`, the same "
+    "virtualenv), to compare two commits in one run.",
+    "- Every stage visits the servers in turn, the first alternating between rounds: wrk runs "
+    "(a round runs every concurrency on every server), batches and scrapes. The table gives "
+    "the median over the rounds, after an uncounted warm-up. Any non-2xx answer or socket "
+    "error fails the run.",
+    "- The machine is shared: read the figures with the load it had (above). Only ratios "
+    "from one run mean much here; that is why every stage interleaves the servers.",
+    "- `mlflow models serve --workers N` (N > 1) runs uvicorn's multiprocess supervisor, whose "
+    "listening socket is created without `IPPROTO_TCP`, so asyncio never sets `TCP_NODELAY` "
+    "(uvicorn issue #3149, open, uvicorn 0.54): on a keep-alive connection the body waits for "
+    "the client's delayed ACK, ~40 ms per request. Users get that with the same worker count, "
+    "so it is measured; the one-worker column shows mlflow without it.",
     "- Our `/predict` returns probabilities and records each prediction in the SQLite "
-    "prediction log before answering; mlflow returns the pyfunc `predict` labels and "
-    "records nothing.",
-    "- Batch: the same rows POSTed with `requests` (body encoded beforehand, answer "
-    "parsed), one warm-up, then the median of the repeats.",
-    "- Memory: RSS, PSS and USS from psutil `memory_full_info`, summed over the server's "
-    "whole process tree (launcher, master, workers, helpers): warm, right after the "
-    "one-row runs (the target's figure), and again after the big batches. PSS splits "
-    "shared pages between the processes that share them; RSS counts them in each.",
-    "- `/metrics`: `GET` with a `requests` session after the traffic, to the last byte.",
-    "- Latencies are wrk's own histogram (`--latency`), read by its lua `done()` hook.",
+    "prediction log before answering; mlflow returns the pyfunc `predict` labels and records "
+    "nothing. Batches are POSTed with `requests` (body encoded beforehand, answer parsed).",
+    "- Server CPU: user + system time of the whole process tree during a wrk run, per request. "
+    "Memory: RSS, PSS and USS from psutil `memory_full_info` summed over the tree, warm (after "
+    "the one-row runs) and after the big batches; PSS splits shared pages between the "
+    "processes sharing them, RSS counts them in each. `/metrics`: `GET` to the last byte. "
+    "Latencies: wrk's own histogram, read by its lua `done()` hook.",
 ]
+PROFILE_NOTE = (
+    "Each sample counts once: for the file or library it is in (everything under "
+    "`penguins/predlog.py` is the log's time, everything scikit-learn calls the model's), else "
+    "for the innermost layer of its stack (the prediction path, the routes, Flask, gunicorn). "
+    "Sampling on a shared machine is noisy: a few points either way."
+)
 
 
 def markdown(figures: dict) -> str:
     """Return docs/BENCHMARKS.md for the figures."""
-    found = targets(figures)
-    met = sum(t.met is True for t in found)
-    measured = sum(t.met is not None for t in found)
-    intro = [
-        "# Benchmarks",
-        "",
-        f"Our API against `mlflow models serve` on the same champion, measured "
-        f"{figures.get('date', NA)} by `python bench/run.py` on a "
-        f"{figures.get('machine', {}).get('cores', NA)}-core machine: {met} of {measured} "
-        "measured targets met. Regenerate with `make bench`.",
-        "",
-        "![requests/s, p50 latency and batch rows/s for each server](benchmarks.png)",
-    ]
-    note = busy_note(figures)
-    if note:
-        intro += ["", f"**{note}**"]
+    verdicts = [goal.met for goal in goals(figures).values()]
+    met, counted = verdicts.count(True), sum(v is not None for v in verdicts)
+    peers = ", ".join(label(figures, n) for n in servers(figures) if n != "ours") or "nothing"
+    cores = figures.get("machine", {}).get("cores", NA)
+    intro = (
+        f"Our API against {peers} on the same champion, measured {figures.get('date', NA)} by "
+        f"`python bench/run.py` on a {cores}-core machine: {met} of {counted} measured targets "
+        "met. Regenerate with `make bench`."
+    )
+    profile = _profile_lines(figures)
     sections = [
-        intro,
-        _targets_section(figures),
-        _load_section(figures),
-        _inprocess_section(figures),
-        _serving_section(figures),
-        _profile_section(figures),
-        _machine_section(figures),
-        _runs_section(figures),
-        NOTES,
+        ["# Benchmarks", "", intro],
+        ["![requests/s, p50 latency and batch rows/s for each server](benchmarks.png)"],
+        ["## Every figure, side by side (median of the runs)", "", *table(*comparison(figures))],
+        ["## Where our API spends its time (py-spy)", "", PROFILE_NOTE, *profile]
+        if profile
+        else [],
+        ["## Machine and settings", "", *_machine_lines(figures)],
+        ["## How it was measured", "", *NOTES],
     ]
-    lines = [line for section in sections if section for line in [*section, ""]]
-    return "\n".join(lines[:-1]) + "\n"
+    return "\n".join(line for section in sections if section for line in [*section, ""])
 
 
 def summary(figures: dict) -> str:
-    """Return the main figures, ratios and targets as console lines."""
-    names = servers(figures)
-    lines = ["req/s and p50 ms by connections:"]
-    for c in connections(figures):
-        cells = [
-            f"{n} {fmt(load_median(figures, n, c, 'rps'), 0)} req/s "
-            f"{fmt(load_median(figures, n, c, 'p50_ms'))} ms"
-            for n in names
-        ]
-        lines.append(f"  c={c:<3} " + " | ".join(cells))
-        ours = load_median(figures, "ours", c, "rps")
-        ratios = [
-            f"ours/{b} {times(ratio(ours, load_median(figures, b, c, 'rps')))}"
-            for b in BASELINES
-            if b in names and "ours" in names
-        ]
-        if ratios:
-            lines.append("        " + ", ".join(ratios))
-    batch = [f"{n} {fmt(batch_rows_per_s(figures, n))}" for n in names]
-    lines.append("batch rows/s: " + ", ".join(batch))
-    lines.append(
-        f"in-process 1 row: pipeline {fmt(inprocess_ms(figures, 'pipeline', 1), 3)} ms, "
-        f"fast {fmt(inprocess_ms(figures, 'fast', 1), 3)} ms"
+    """Return the table of figures, ratios and targets as console lines, servers by key."""
+    header, lines = comparison(figures, lambda _, n: n)
+    widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]
+    out = []
+    for line in [header, *lines]:
+        cells = [line[0].ljust(widths[0])]
+        cells += [cell.rjust(width) for cell, width in zip(line[1:-2], widths[1:-2], strict=True)]
+        out.append("  ".join([*cells, *line[-2:]]).rstrip())
+    return "\n".join(out)
+
+
+def _batch_panel(figures: dict, ax) -> None:
+    """Draw the big batch's rows/s on each server and in process, and the target's line."""
+    n = figures.get("batch_rows", 10_000)
+    bars = [
+        (label(figures, s), per_s(n, median(figures["servers"][s].get("batch_s"))), COLORS[s])
+        for s in servers(figures)
+    ]
+    for kind, name, colour in (("pipeline", "pipeline", "#999"), ("fast", "FastPredictor", "#555")):
+        bars.append((f"{name} in process", per_s(n * 1000, inprocess_ms(figures, kind, n)), colour))
+    names = ["\n".join(textwrap.wrap(name, 11, break_long_words=False)) for name, _, _ in bars]
+    drawn = ax.bar(names, [value or 0 for _, value, _ in bars], color=[c for *_, c in bars])
+    ax.bar_label(drawn, labels=[f"{value or 0:,.0f}" for _, value, _ in bars], fontsize=7)
+    ax.tick_params(axis="x", labelsize=7)
+    ax.set_title(f"{n:,}-row batch, rows/s")
+    ax.axhline(TARGET_BATCH_ROWS_S, color="grey", linestyle="--", linewidth=1)
+    ax.annotate(
+        f"target {TARGET_BATCH_ROWS_S:,} rows/s", (-0.4, TARGET_BATCH_ROWS_S * 1.05), fontsize=7
     )
-    note = busy_note(figures)
-    if note:
-        lines.append(f"NOTE: {note}")
-    lines.append("targets:")
-    lines += [f"  {t.verdict:<12} {t.name}: {t.measured} (goal {t.goal})" for t in targets(figures)]
-    return "\n".join(lines)
 
 
 def chart(figures: dict, path: Path) -> None:
@@ -552,8 +348,7 @@ def chart(figures: dict, path: Path) -> None:
     from matplotlib.figure import Figure  # no pyplot: no display, no global state
     from matplotlib.ticker import FuncFormatter
 
-    names = servers(figures)
-    conns = connections(figures)
+    names, conns = servers(figures), connections(figures)
     fig = Figure(figsize=(14, 4.4), layout="constrained")
     rps_ax, p50_ax, batch_ax = fig.subplots(1, 3)
     width = 0.8 / max(1, len(names))
@@ -568,29 +363,19 @@ def chart(figures: dict, path: Path) -> None:
         ax.set_title(title)
         ax.legend(fontsize=7)
     p50_ax.set_yscale("log")
+    _batch_panel(figures, batch_ax)
     floor = inprocess_ms(figures, "pipeline", 1)
     if floor:
         p50_ax.axhline(floor, color="grey", linestyle="--", linewidth=1)
-        p50_ax.annotate("in-process pipeline, 1 row", (-0.4, floor * 1.1), fontsize=7)
-    rows_n = figures.get("batch", {}).get("rows", 10_000)
-    bars_spec = [(label(figures, n), batch_rows_per_s(figures, n), COLORS[n]) for n in names]
-    bars_spec += [
-        ("pipeline\nin-process", inprocess_rows_per_s(figures, "pipeline", rows_n), "#999999"),
-        ("FastPredictor\nin-process", inprocess_rows_per_s(figures, "fast", rows_n), "#555555"),
-    ]
-    values = [v or 0 for _, v, _ in bars_spec]
-    bars = batch_ax.bar(
-        [n.replace(" (", "\n(") for n, _, _ in bars_spec], values, color=[c for *_, c in bars_spec]
+        p50_ax.annotate("in-process pipeline, 1 row", (-0.4, floor * 1.05), fontsize=7)
+    numbers = FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 10 else f"{v:g}")
+    for axis in (rps_ax.yaxis, batch_ax.yaxis, p50_ax.yaxis):
+        axis.set_major_formatter(numbers)
+    # Log scale: label the 2s and 5s between the powers of ten, not every minor tick.
+    p50_ax.yaxis.set_minor_formatter(
+        FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else "")
     )
-    batch_ax.bar_label(bars, labels=[f"{v:,.0f}" for v in values], fontsize=7)
-    batch_ax.axhline(TARGET_BATCH_ROWS_S, color="grey", linestyle="--", linewidth=1)
-    batch_ax.annotate(
-        f"target {TARGET_BATCH_ROWS_S:,} rows/s", (-0.4, TARGET_BATCH_ROWS_S * 1.02), fontsize=7
-    )
-    batch_ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
-    rps_ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
-    batch_ax.tick_params(axis="x", labelsize=7)
-    batch_ax.set_title(f"{rows_n:,}-row batch, rows/s")
-    fig.suptitle(f"penguins API vs mlflow models serve, {figures.get('date', '')}")
+    peers = dict.fromkeys(label(figures, name).split(" (")[0] for name in names)
+    fig.suptitle(f"penguins API: {' vs '.join(peers)}, {figures.get('date', '')}")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

@@ -1,395 +1,312 @@
-"""The benchmark run, stage by stage: training time, in-process, servers, load, batch, memory."""
+"""The benchmark run, stage by stage: training, the model in process, servers, load, batch.
+
+The servers run side by side. Every stage visits them in turn, and the first of them
+alternates between rounds, so a drift in the machine's load favours none of them: only
+ratios from one such run mean anything on a shared machine.
+"""
 
 from __future__ import annotations
 
-import os
 import shutil
+import statistics
 import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
-from bench import load, profile, servers, system, timing, workload
-from bench.report import BUSY_PCT
-from penguins.config import PROJECT_DIR
+from bench import BenchError, load, profile, servers, system
+from bench.servers import Server, ServerSpec
+from bench.settings import BenchSettings
+from penguins.config import PROJECT_DIR, sqlite_uri
+from tests.support.processes import ManagedProcess
 
 Say = Callable[[str], None]
+SIZES = (1, 1000, 10_000)  # rows per in-process predict_proba call
+BATCH_ROWS = 10_000
+JSON = {"Content-Type": "application/json"}
 
 
-class BenchError(RuntimeError):
-    """The benchmark cannot run or a stage failed; the message says which and why."""
+def alternating(names: Sequence[str], rounds: int) -> Iterator[list[str]]:
+    """Yield the order of each round: as given, then reversed, and so on."""
+    for i in range(rounds):
+        yield list(reversed(names)) if i % 2 else list(names)
 
 
-@dataclass(frozen=True)
-class Settings:
-    """What to measure and how long."""
+def timed(session: requests.Session, url: str, data: bytes | None = None) -> float:
+    """GET ``url``, or POST ``data`` there; return the seconds to the answer read (JSON parsed)."""
+    start = time.perf_counter()
+    if data is None:
+        resp = session.get(url, timeout=120)
+    else:
+        resp = session.post(url, data=data, headers=JSON, timeout=120)
+    if resp.status_code != 200:
+        raise BenchError(f"{url} answered {resp.status_code}: {resp.text[:300]}")
+    _ = resp.content if data is None else resp.json()
+    return time.perf_counter() - start
 
-    tracking_uri: str
-    model_name: str
-    alias: str
-    train: bool = False
-    servers: tuple[str, ...] = ("ours", "mlflow", "mlflow-1w")
-    duration_s: float = 5.0
-    repeats: int = 2
-    connections: tuple[int, ...] = (1, 8, 32)
-    workers: int = 2
-    wrk_threads: int = 1
-    sizes: tuple[int, ...] = (1, 1000, 10000)
-    batch_rows: int = 10_000
-    batch_repeats: int = 5
-    scrapes: int = 50
-    inprocess_budget_s: float = 1.0
-    warmup_s: float = 2.0
-    profile_s: float = 8.0  # 0: no profile
-    busy_retries: int = 1  # redo a wrk run this often while other work takes > BUSY_PCT
 
-    @property
-    def model_uri(self) -> str:
-        """Return the registry URI both servers load."""
-        return f"models:/{self.model_name}@{self.alias}"
+def interleaved(calls: dict[str, tuple[str, bytes | None]], rounds: int, warmup: int) -> dict:
+    """Send each server its request ``warmup`` times, then ``rounds`` rounds in turn."""
+    out: dict[str, list[float]] = {name: [] for name in calls}
+    with requests.Session() as session:
+        for _ in range(warmup):
+            for url, data in calls.values():
+                timed(session, url, data)
+        for order in alternating(list(calls), rounds):
+            for name in order:
+                out[name].append(timed(session, *calls[name]))
+    return out
 
 
 def time_training(store_dir: Path) -> tuple[float, str]:
     """Run `python modelling.py` into a new store; return its wall time and the store URI."""
-    uri = f"sqlite:///{store_dir / 'mlflow.db'}"
+    uri, started = sqlite_uri(store_dir / "mlflow.db"), time.perf_counter()
     log_path = store_dir / "modelling.log"
-    command = [sys.executable, "modelling.py", "--tracking-uri", uri]
-    with open(log_path, "wb") as log:
-        started = time.perf_counter()
-        done = subprocess.run(
-            command, cwd=PROJECT_DIR, stdout=log, stderr=subprocess.STDOUT, timeout=600
-        )
-        elapsed = time.perf_counter() - started
-    if done.returncode != 0:
-        raise BenchError(
-            f"python modelling.py exited {done.returncode}:\n{servers.log_tail(log_path)}"
-        )
-    return elapsed, uri
+    with ManagedProcess.python("modelling.py", "--tracking-uri", uri, log_path=log_path) as proc:
+        try:
+            code = proc.wait(600)
+        except subprocess.TimeoutExpired:
+            raise BenchError("python modelling.py took over 600 s") from None
+        if code != 0:
+            raise BenchError(f"python modelling.py exited {code}:\n{proc.output(3000)}")
+    return time.perf_counter() - started, uri
 
 
-def champion(settings: Settings, tracking_uri: str) -> dict[str, str] | None:
+def champion(settings: BenchSettings, tracking_uri: str) -> dict[str, str] | None:
     """Return the champion's version and algorithm in a store, or None when it has none."""
-    # Connecting to a missing SQLite file would create an empty store as a side effect.
-    sqlite = tracking_uri.startswith("sqlite:///")
-    if sqlite and not Path(tracking_uri[len("sqlite:///") :]).is_file():
-        return None
-    from penguins.registry import StoreError, connect, describe_version, get_alias_version
+    # Imported here: MLflow takes seconds to import, and --help should not wait for it.
+    from penguins import registry
 
+    if registry.missing_store(tracking_uri):
+        return None
     try:
-        client = connect(tracking_uri)
-        version = get_alias_version(client, settings.model_name, settings.alias)
-    except StoreError as exc:
+        client = registry.connect(tracking_uri)
+        version = registry.get_alias_version(client, settings.model_name, settings.alias)
+    except registry.StoreError as exc:
         raise BenchError(str(exc)) from exc
     if version is None:
         return None
-    described = describe_version(client, version, settings.alias)
-    return {
-        "uri": settings.model_uri,
-        "version": described.version,
-        "algorithm": described.algorithm,
-        "tracking_uri": tracking_uri,
-    }
+    described = registry.describe_version(client, version, settings.alias)
+    uri, algorithm = settings.model_uri, described.algorithm
+    return {"uri": uri, "version": described.version, "algorithm": algorithm, "store": tracking_uri}
 
 
-def measure_inprocess(settings: Settings, tracking_uri: str, say: Say) -> dict:
-    """Time predict_proba of the loaded pipeline and of FastPredictor for each batch size."""
+def measure_inprocess(settings: BenchSettings, tracking_uri: str, say: Say) -> dict:
+    """Return the median ms per predict_proba call: the pipeline on pandas, ours on numpy.
+
+    Frames and arrays are built before timing: what is measured is the model call alone.
+    """
     import mlflow
+
+    from penguins.serving.fastpath import FastPredictor
 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     pipeline = mlflow.sklearn.load_model(settings.model_uri)
-    frame = workload.rows(max(settings.sizes))
-    say(f"in-process predict_proba for {', '.join(map(str, settings.sizes))} rows")
-    return timing.inprocess(pipeline, frame, settings.sizes, settings.inprocess_budget_s)
+    fast, frame = FastPredictor(pipeline), servers.rows(max(SIZES))
+    say(f"in-process predict_proba for {', '.join(map(str, SIZES))} rows")
+    out: dict[str, dict[str, float]] = {"pipeline": {}, "fast": {}}
+    for size in SIZES:
+        inputs = {"pipeline": frame.head(size), "fast": frame.head(size).to_numpy(dtype=float)}
+        for kind, call in (("pipeline", pipeline.predict_proba), ("fast", fast.predict_proba)):
+            for _ in range(3):  # warm-up
+                call(inputs[kind])
+            samples, deadline = [], time.perf_counter() + settings.pace.inprocess_budget_s
+            while len(samples) < 5 or time.perf_counter() < deadline:
+                start = time.perf_counter()
+                call(inputs[kind])
+                samples.append(time.perf_counter() - start)
+            out[kind][str(size)] = statistics.median(samples) * 1000
+    return out
 
 
-def one_row_body(name: str, frame) -> str:
-    """Return the body of a one-row prediction request to the named server."""
-    return workload.ours_one(frame) if name == "ours" else workload.mlflow_body(frame.head(1))
+def spec_of(name: str, settings: BenchSettings, tracking_uri: str, tmp: Path) -> ServerSpec:
+    """Return the spec of a server by its name: ours, baseline, mlflow or mlflow-1w."""
+    if name.startswith("mlflow"):
+        workers = 1 if name == "mlflow-1w" else settings.workers
+        return servers.mlflow_serve(name, tracking_uri, settings.model_uri, workers)
+    return servers.ours(
+        name,
+        settings.baseline if name == "baseline" else PROJECT_DIR,
+        settings.workers,
+        MLFLOW_TRACKING_URI=tracking_uri,
+        MODEL_NAME=settings.model_name,
+        MODEL_ALIAS=settings.alias,
+        PREDICTION_LOG_URI=sqlite_uri(tmp / f"predictions-{name}.db"),
+    )
 
 
-def check_same_answer(started: dict[str, servers.Server], frame) -> None:
+def start_servers(
+    settings: BenchSettings, tracking_uri: str, tmp: Path, stack: ExitStack, figures: dict, say: Say
+) -> dict[str, Server]:
+    """Start each server in turn, idle before the next, so that no start-up overlaps another."""
+    started = {}
+    for name in settings.server_names:
+        say(f"starting {name}")
+        spec = spec_of(name, settings, tracking_uri, tmp)
+        server = started[name] = stack.enter_context(servers.running(spec, tmp))
+        settled = servers.settle(server)
+        figures["servers"][name] = {"cold_start_s": server.cold_start_s, "settled_s": settled}
+        say(f"  first 200 after {server.cold_start_s:.2f} s, all idle after {settled:.2f} s")
+    return started
+
+
+def check_same_answer(started: dict[str, Server]) -> None:
     """POST the benchmark row to each server once: 200 and the same species, or fail."""
     species = {}
     for name, server in started.items():
-        body = one_row_body(name, frame)
-        resp = requests.post(
-            server.spec.url(server.spec.predict_path),
-            data=body,
-            headers={"Content-Type": "application/json"},
-            timeout=30,
-        )
+        spec = server.spec
+        one = servers.body(spec, servers.rows(1), batch=False)
+        resp = requests.post(spec.url(spec.routes[1]), data=one, headers=JSON, timeout=30)
         if resp.status_code != 200:
             raise BenchError(f"{name}: first prediction answered {resp.status_code}: {resp.text}")
-        answer = resp.json()
-        species[name] = answer.get("predicted_species") or answer.get("predictions", [None])[0]
+        species[name] = servers.species_of(spec, resp.json())
     if len(set(species.values())) > 1:
         raise BenchError(f"the servers disagree on the benchmark row: {species}")
 
 
-def write_scripts(names, frame, directory: Path) -> dict[str, Path]:
-    """Write the wrk lua script of each server's one-row request."""
-    paths = {}
-    for name in names:
-        paths[name] = directory / f"{name}.lua"
-        paths[name].write_text(load.lua_script(one_row_body(name, frame)))
-    return paths
-
-
-def _cpu_snapshot(started: dict[str, servers.Server], measured: servers.Server) -> dict:
-    """Return the CPU seconds so far of the machine, wrk, the measured server and all ours."""
-    return {
-        "machine": system.busy_cpu_s(),
-        "wrk": system.children_cpu_s(),
-        "server": servers.tree_cpu_s(measured),
-        "ours": sum(servers.tree_cpu_s(s) for s in started.values()),
-        "at": time.perf_counter(),
-    }
-
-
-def _cpu_used(before: dict, after: dict) -> dict[str, float]:
-    """Return the measured server's CPU seconds and what else used the machine, in percent.
-
-    "Other" is everything but our servers, wrk and this harness: other people's work on a
-    shared machine, which slows the run down and should be read with the figures.
-    """
-    delta = {key: after[key] - before[key] for key in before}
-    cores = os.cpu_count() or 1
-    other = delta["machine"] - delta["wrk"] - delta["ours"]
-    # The harness itself idles in wait(); snapshot noise can make "other" a hair negative.
-    share = 100 * other / (delta["at"] * cores)
-    return {"server": delta["server"], "other_pct": min(100.0, max(0.0, share))}
-
-
-def measure_run(
-    settings: Settings,
-    started: dict[str, servers.Server],
-    server: servers.Server,
-    script: Path,
-    connections: int,
-    say: Say,
-) -> dict:
-    """Run wrk once on a server; redo it while other work took much of the machine.
-
-    The attempt kept is the one with the least other work, whatever its speed, so the
-    choice never looks at the figures being measured.
-    """
-    url, name = server.spec.url(server.spec.predict_path), server.spec.name
-    attempts = []
-    for attempt in range(1 + settings.busy_retries):
-        if attempt:
-            say(f"  other work took {attempts[-1]['other_cpu_pct']:.0f} % of the CPU: again")
-            time.sleep(2)
-        before = _cpu_snapshot(started, server)
-        try:
-            result = load.run_wrk(
-                url, script, connections, settings.duration_s, settings.wrk_threads, name
-            )
-        except load.LoadError as exc:
-            raise load.LoadError(f"{exc}\n{servers.describe(server)}") from exc
-        cpu = _cpu_used(before, _cpu_snapshot(started, server))
-        attempts.append(
-            {
-                **result.as_dict(),
-                "cpu_ms_per_request": cpu["server"] / result.requests * 1000,
-                "other_cpu_pct": cpu["other_pct"],
-            }
-        )
-        if cpu["other_pct"] <= BUSY_PCT:
-            break
-    best = min(attempts, key=lambda a: a["other_cpu_pct"])
-    return {**best, "attempts": len(attempts)}
-
-
 def measure_load(
-    settings: Settings, started: dict[str, servers.Server], scripts: dict[str, Path], say: Say
-) -> tuple[dict, list[dict]]:
-    """Run wrk on every server and concurrency, interleaved, ``repeats`` times."""
+    settings: BenchSettings, started: dict[str, Server], tmp: Path, figures: dict, say: Say
+) -> dict[str, Path]:
+    """Run wrk on every server and concurrency, interleaved; return each one's wrk script."""
+    scripts, pace = {}, settings.pace
     for name, server in started.items():
-        say(f"warm-up: wrk {settings.warmup_s:.0f} s on {name}")
-        url = server.spec.url(server.spec.predict_path)
-        load.run_wrk(url, scripts[name], 8, settings.warmup_s, settings.wrk_threads, name)
-    results: dict[str, dict[str, list]] = {name: {} for name in started}
-    runs: list[dict] = []
-    for repeat in range(settings.repeats):
-        # Who goes first alternates between repeats, so a drift in the machine's load
-        # does not always favour the same server.
-        order = list(started.items())
-        if repeat % 2:
-            order.reverse()
-        for c in settings.connections:
-            for name, server in order:
-                figures = measure_run(settings, started, server, scripts[name], c, say)
-                results[name].setdefault(str(c), []).append(figures)
-                runs.append({"order": len(runs) + 1, "server": name, "connections": c, **figures})
-                say(
-                    f"  run {repeat + 1}/{settings.repeats} c={c:<3} {name:<10}"
-                    f"{figures['rps']:>9,.0f} req/s  p50 {figures['p50_ms']:.2f} ms"
-                    f"  p99 {figures['p99_ms']:.2f} ms  other work {figures['other_cpu_pct']:.0f} %"
-                )
-    return results, runs
+        scripts[name] = tmp / f"{name}.lua"
+        one = servers.body(server.spec, servers.rows(1), batch=False).decode()
+        scripts[name].write_text(load.lua_script(one))
+        say(f"warm-up: wrk {pace.warmup_s:.0f} s on {name}")
+        url = server.spec.url(server.spec.routes[1])
+        load.run_wrk(url, scripts[name], 8, pace.warmup_s, settings.wrk_threads, name)
+    for repeat, order in enumerate(alternating(list(started), settings.repeats)):
+        for c, name in ((c, name) for c in settings.connections for name in order):
+            server, before = started[name], servers.usage(started[name])["cpu_s"]
+            url = server.spec.url(server.spec.routes[1])
+            run = load.run_wrk(url, scripts[name], c, pace.duration_s, settings.wrk_threads, name)
+            cpu_s = servers.usage(server)["cpu_s"] - before
+            run["cpu_ms_per_request"] = cpu_s / run["requests"] * 1000
+            figures["servers"][name].setdefault("load", {}).setdefault(str(c), []).append(run)
+            say(
+                f"  run {repeat + 1}/{settings.repeats} c={c:<3} {name:<10}"
+                f"{run['rps']:>9,.0f} req/s  p50 {run['p50_ms']:.2f} ms  p99 {run['p99_ms']:.2f} ms"
+            )
+    return scripts
 
 
-def measure_batch(settings: Settings, started: dict[str, servers.Server], say: Say) -> dict:
-    """POST the same big batch to each server a few times; return the seconds of each."""
-    frame = workload.rows(settings.batch_rows)
-    out: dict[str, object] = {"rows": settings.batch_rows}
+def measure_requests(settings: BenchSettings, started: dict[str, Server], figures: dict, say: Say):
+    """Time memory, the big batch on every server and ``/metrics`` on ours, interleaved."""
+    # Warm (after the one-row runs), then again after the big batches, which grow the
+    # workers and copy pages they shared with the master.
     for name, server in started.items():
-        body = workload.ours_batch(frame) if name == "ours" else workload.mlflow_body(frame)
-        url = server.spec.url(server.spec.batch_path)
-        say(f"batch: {settings.batch_rows:,} rows x {settings.batch_repeats} to {name}")
-        out[name] = timing.post_timings(url, body, settings.batch_repeats)
-    return out
+        figures["servers"][name]["memory"] = servers.usage(server)
+    pace, frame = settings.pace, servers.rows(BATCH_ROWS)
+    batches = {
+        n: (s.spec.url(s.spec.routes[2]), servers.body(s.spec, frame, True))
+        for n, s in started.items()
+    }
+    say(f"batch: {BATCH_ROWS:,} rows x {pace.batch_repeats} to each server, interleaved")
+    for name, seconds in interleaved(batches, pace.batch_repeats, warmup=1).items():
+        figures["servers"][name]["batch_s"] = seconds
+        figures["servers"][name]["memory_after_batch"] = servers.usage(started[name])
+    scrapes = {n: (s.spec.url("/metrics"), None) for n, s in started.items() if s.spec.ours}
+    say(f"/metrics: {pace.scrapes} scrapes of {', '.join(scrapes) or 'no server'}")
+    for name, seconds in interleaved(scrapes, pace.scrapes, warmup=2).items():
+        figures["servers"][name]["metrics_scrape_ms"] = [s * 1000 for s in seconds]
 
 
-def profiled(
-    settings: Settings,
-    server: servers.Server,
-    key: str,
-    what: str,
-    drive: Callable[[float], str],
-    say: Say,
-) -> dict:
+def profiled(server: Server, seconds: float, what: str, drive: Callable[[float], str], say: Say):
     """Sample the server's workers with py-spy while ``drive`` loads it; {} if unable.
 
     ``drive(seconds)`` sends traffic for at least that long and describes its rate.
     """
+    out = server.process.log_path.with_name(f"profile-{drive.__name__}.txt")
+    say(f"profile: py-spy on {server.spec.name} for {seconds:.0f} s, {what}")
+    command = profile.record_command(server.process.pid, seconds, out)
+    recorder = ManagedProcess(command, out.with_suffix(".log"), name="py-spy")
+    try:
+        rate = drive(seconds + 1)
+        code = recorder.wait(seconds + 30)
+        failure = None if code == 0 and out.is_file() else f"exited {code}: {recorder.output(300)}"
+    except subprocess.TimeoutExpired:
+        failure = "did not finish"
+    finally:
+        recorder.stop()
+    if failure:
+        say(f"py-spy {failure.strip()}; no profile")
+        return {}
+    found = profile.breakdown(profile.parse_folded(out.read_text()))
+    return {**found, "what": what, "rate": rate, "seconds": seconds}
+
+
+def measure_profiles(settings: BenchSettings, server: Server, script: Path, say: Say) -> dict:
+    """Profile one-row /predict under wrk and the big /predict/batch under repeated POSTs."""
     if profile.py_spy() is None:
         say("py-spy is not installed (pip install -r requirements-dev.txt): no profile")
         return {}
-    say(f"profile: py-spy on {server.spec.name} for {settings.profile_s:.0f} s, {what}")
-    out = server.log_path.with_name(f"profile-{server.spec.name}-{key}.txt")
-    recorder = profile.start_recording(server.process.pid, settings.profile_s, out)
-    try:
-        rate = drive(settings.profile_s + 1)
-    finally:
-        try:
-            _, stderr = recorder.communicate(timeout=settings.profile_s + 30)
-        except subprocess.TimeoutExpired:
-            recorder.kill()
-            stderr = "py-spy did not finish"
-    if recorder.returncode != 0 or not out.is_file():
-        say(f"py-spy failed ({recorder.returncode}): {stderr.strip()[-300:]}; no profile")
-        return {}
-    found = profile.breakdown(profile.parse_folded(out.read_text()))
-    return {**found, "what": what, "rate": rate, "seconds": settings.profile_s}
-
-
-def measure_profiles(settings: Settings, server: servers.Server, script: Path, say: Say) -> dict:
-    """Profile one-row /predict under wrk and the big /predict/batch under repeated POSTs."""
+    spec, seconds = server.spec, settings.pace.profile_s
+    batch_url, batch_body = (
+        spec.url(spec.routes[2]),
+        servers.body(spec, servers.rows(BATCH_ROWS), True),
+    )
 
     def one_row(seconds: float) -> str:
-        url = server.spec.url(server.spec.predict_path)
-        result = load.run_wrk(url, script, 1, seconds, 1, "profile")
-        return f"{result.rps:,.0f} req/s"
-
-    frame = workload.rows(settings.batch_rows)
-    body = workload.ours_batch(frame)
+        """Send one-row requests from one connection; return their rate."""
+        return f"{load.run_wrk(spec.url(spec.routes[1]), script, 1, seconds)['rps']:,.0f} req/s"
 
     def batch(seconds: float) -> str:
-        url, deadline, posts = server.spec.url(server.spec.batch_path), time.perf_counter(), []
-        deadline += seconds
-        while time.perf_counter() < deadline:
-            posts += timing.post_timings(url, body, 1, warmup=0)
-        return f"{settings.batch_rows * len(posts) / sum(posts):,.0f} rows/s"
+        """POST the big batch again and again; return the rows per second."""
+        posts, deadline = [], time.perf_counter() + seconds
+        with requests.Session() as session:
+            while time.perf_counter() < deadline:
+                posts.append(timed(session, batch_url, batch_body))
+        return f"{BATCH_ROWS * len(posts) / sum(posts):,.0f} rows/s"
 
+    what = f"{BATCH_ROWS:,}-row /predict/batch, one POST at a time"
     return {
-        "predict": profiled(
-            settings, server, "predict", "one-row /predict, wrk at 1 connection", one_row, say
-        ),
-        "batch": profiled(
-            settings,
-            server,
-            "batch",
-            f"{settings.batch_rows:,}-row /predict/batch, one POST at a time",
-            batch,
-            say,
-        ),
+        "predict": profiled(server, seconds, "one-row /predict, wrk at 1 connection", one_row, say),
+        "batch": profiled(server, seconds, what, batch, say),
     }
-
-
-def keep_logs(tmp_dir: Path) -> Path:
-    """Copy the servers' and training's logs out of the temporary folder; return where."""
-    kept = Path(tempfile.mkdtemp(prefix="penguins-bench-logs-"))
-    for log_file in tmp_dir.glob("*.log"):
-        shutil.copy(log_file, kept / log_file.name)
-    return kept
 
 
 def measure_all(
-    settings: Settings, model: dict | None, tmp_dir: Path, stack: ExitStack, figures: dict, say: Say
+    settings: BenchSettings,
+    model: dict | None,
+    tmp: Path,
+    stack: ExitStack,
+    figures: dict,
+    say: Say,
 ) -> None:
     """Run the stages that need the temporary folder; servers go on ``stack``."""
     say("timing `python modelling.py` into a temporary store")
-    figures["training_s"], trained_uri = time_training(tmp_dir)
+    figures["training_s"], trained = time_training(tmp)
     say(f"  {figures['training_s']:.1f} s")
+    figures["model"] = model = model or champion(settings, trained)
     if model is None:
-        model = champion(settings, trained_uri)
-        if model is None:
-            raise BenchError(f"modelling.py left no {settings.model_uri} in {trained_uri}")
-    figures["model"] = model
-    uri = model["tracking_uri"]
-    figures["inprocess_ms"] = measure_inprocess(settings, uri, say)
-
-    specs = {
-        "ours": lambda: servers.ours(uri, settings.workers, tmp_dir / "predictions.db"),
-        "mlflow": lambda: servers.mlflow_serve(uri, settings.workers, settings.model_uri),
-        "mlflow-1w": lambda: servers.mlflow_serve(uri, 1, settings.model_uri, "mlflow-1w"),
-    }
-    started: dict[str, servers.Server] = {}
-    figures["cold_start_s"], figures["settled_s"] = {}, {}
-    for name in settings.servers:
-        say(f"starting {name}")
-        server = started[name] = stack.enter_context(servers.running(specs[name](), tmp_dir))
-        # One at a time, each idle before the next starts: no start-up overlaps another.
-        figures["cold_start_s"][name] = server.cold_start_s
-        figures["settled_s"][name] = servers.settle(server)
-        say(
-            f"  first 200 after {server.cold_start_s:.2f} s, "
-            f"every worker idle after {figures['settled_s'][name]:.2f} s"
-        )
-
-    frame = workload.rows(1)
-    check_same_answer(started, frame)
-    scripts = write_scripts(started, frame, tmp_dir)
-    figures["load"], figures["runs"] = measure_load(settings, started, scripts, say)
-    # Warm (after the one-row runs), then again after the big batches, which grow the
-    # workers and copy pages they shared with the master.
-    figures["memory"] = {name: servers.tree_memory(s) for name, s in started.items()}
-    figures["batch"] = measure_batch(settings, started, say)
-    figures["memory_after_batch"] = {name: servers.tree_memory(s) for name, s in started.items()}
-    if "ours" in started:
-        say(f"/metrics: {settings.scrapes} scrapes")
-        scrapes = timing.get_timings(started["ours"].spec.url("/metrics"), settings.scrapes)
-        figures["metrics_scrape_ms"] = [s * 1000 for s in scrapes]
-    if "ours" in started and settings.profile_s > 0:
+        raise BenchError(f"modelling.py left no {settings.model_uri} in {trained}")
+    figures["inprocess_ms"] = measure_inprocess(settings, model["store"], say)
+    started = start_servers(settings, model["store"], tmp, stack, figures, say)
+    check_same_answer(started)
+    scripts = measure_load(settings, started, tmp, figures, say)
+    measure_requests(settings, started, figures, say)
+    if "ours" in started and settings.pace.profile_s > 0:
         figures["profile"] = measure_profiles(settings, started["ours"], scripts["ours"], say)
     figures["load_after"] = system.load_average()
 
 
-def run(settings: Settings, say: Say = print) -> dict:
+def run(settings: BenchSettings, say: Say = print) -> dict:
     """Run every stage and return the figures; servers are stopped whatever happens."""
+    shown = ("repeats", "connections", "workers", "wrk_threads")
     figures: dict = {
-        "date": system.now(),
-        "machine": system.machine(),
-        "versions": system.versions(),
-        "load_before": system.load_average(),
-        "cpu_busy_before": system.cpu_busy(),
-        "settings": {
-            "duration_s": settings.duration_s,
-            "repeats": settings.repeats,
-            "connections": list(settings.connections),
-            "workers": settings.workers,
-            "wrk_threads": settings.wrk_threads,
-            "sizes": list(settings.sizes),
-        },
+        **system.describe(PROJECT_DIR, settings.baseline),
+        "settings": {key: getattr(settings, key) for key in shown},
+        "sizes": list(SIZES),
+        "batch_rows": BATCH_ROWS,
+        "servers": {},
     }
+    figures["settings"]["duration_s"] = settings.pace.duration_s
     load.wrk_binary()
     model = None if settings.train else champion(settings, settings.tracking_uri)
     if model is None and not settings.train:
@@ -401,9 +318,11 @@ def run(settings: Settings, say: Say = print) -> dict:
         try:
             with ExitStack() as stack:
                 measure_all(settings, model, Path(tmp), stack, figures, say)
-        except (BenchError, load.LoadError, servers.ServerError, timing.CallError) as exc:
-            kept = keep_logs(Path(tmp))
-            raise BenchError(f"{exc}\n(servers' logs kept in {kept})") from exc
+        except BenchError as exc:
+            kept = Path(tempfile.mkdtemp(prefix="penguins-bench-logs-"))
+            for log_file in Path(tmp).glob("*.log"):
+                shutil.copy(log_file, kept / log_file.name)
+            raise BenchError(f"{exc}\n(the servers' logs are kept in {kept})") from exc
     # With every server stopped: what the rest of the machine was doing at the end.
     figures["cpu_busy_after"] = system.cpu_busy()
     return figures
