@@ -30,7 +30,8 @@ DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
 DASHBOARD_UIDS = {"penguins-ml-api", "penguins-system"}
 JOBS = {"penguins-api", "penguins-exporter", "node", "prometheus"}
 
-# Names from CONTRACT.md. Histograms also expose _bucket, _sum and _count.
+# The public metric names (docs/serving.md, docs/monitoring.md). Histograms also expose
+# _bucket, _sum and _count.
 API_COUNTERS_AND_GAUGES = {
     "ml_requests_total",
     "ml_predictions_total",
@@ -46,7 +47,7 @@ EXPORTER_SYSTEM_METRICS = {
     "system_memory_usage_percent",
     "system_disk_usage_percent",
 }
-CONTRACT_METRICS = (
+PUBLIC_METRICS = (
     API_COUNTERS_AND_GAUGES
     | {f"{name}{suffix}" for name in API_HISTOGRAMS for suffix in ("_bucket", "_sum", "_count")}
     | EXPORTER_ML_METRICS
@@ -54,7 +55,7 @@ CONTRACT_METRICS = (
 )
 # Series Prometheus makes itself: scrape health and alert state.
 SYNTHETIC_METRICS = {"up", "ALERTS"}
-CONTRACT_ALERTS = {
+PUBLIC_ALERTS = {
     "MLApiDown",
     "MLApiHighErrorRate",
     "MLApiHighLatency",

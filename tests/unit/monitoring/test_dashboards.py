@@ -9,12 +9,12 @@ import pytest
 from tests.support.monitoring import (
     API_COUNTERS_AND_GAUGES,
     API_HISTOGRAMS,
-    CONTRACT_METRICS,
     DASHBOARD_UIDS,
     DASHBOARDS_DIR,
     DATASOURCE,
     EXPORTER_ML_METRICS,
     EXPORTER_SYSTEM_METRICS,
+    PUBLIC_METRICS,
     SYNTHETIC_METRICS,
     alert_rules,
     dashboards,
@@ -97,7 +97,7 @@ def test_panel_queries_read_only_known_metrics():
     recorded = recording_rules()
     for uid, title, expr in panel_queries():
         for name in metric_names(expr):
-            known = name in CONTRACT_METRICS | SYNTHETIC_METRICS or name in recorded
+            known = name in PUBLIC_METRICS | SYNTHETIC_METRICS or name in recorded
             assert known or name.startswith("node_"), f"{uid} / {title}: unknown {name}"
 
 

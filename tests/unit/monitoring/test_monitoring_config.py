@@ -6,10 +6,10 @@ import glob
 import re
 
 from tests.support.monitoring import (
-    CONTRACT_ALERTS,
-    CONTRACT_METRICS,
     JOBS,
     PROMETHEUS_CONFIG,
+    PUBLIC_ALERTS,
+    PUBLIC_METRICS,
     REPO,
     RULE_TESTS_DIR,
     SYNTHETIC_METRICS,
@@ -72,7 +72,7 @@ def test_rules_read_only_known_metrics():
     exprs = [*recorded.values(), *(rule["expr"] for rule in alert_rules().values())]
     for expr in exprs:
         for name in metric_names(expr):
-            known = name in CONTRACT_METRICS | SYNTHETIC_METRICS or name in recorded
+            known = name in PUBLIC_METRICS | SYNTHETIC_METRICS or name in recorded
             assert known or name.startswith("node_"), f"{name} in {expr!r}"
 
 
@@ -89,7 +89,7 @@ def test_every_recording_rule_is_used():
 
 def test_contract_alerts_are_defined_completely():
     alerts = alert_rules()
-    assert set(alerts) == CONTRACT_ALERTS
+    assert set(alerts) == PUBLIC_ALERTS
     for name, rule in alerts.items():
         assert re.fullmatch(r"\d+[smh]", rule.get("for", "")), f"{name} has no `for`"
         assert rule["labels"]["severity"] in ("critical", "warning"), name
