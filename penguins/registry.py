@@ -74,9 +74,14 @@ def missing_store(tracking_uri: str) -> str | None:
     Asking MLflow about a missing SQLite store would create an empty one as a side effect.
     """
     path = sqlite_path(tracking_uri)
-    if path is not None and not path.exists():
-        return f"no tracking store at {path}: train first with python modelling.py"
-    return None
+    if path is None or path.exists():
+        return None
+    if not path.parent.is_dir():
+        return (
+            f"no tracking store at {path}: the folder {path.parent} does not exist; "
+            "check MLFLOW_TRACKING_URI (or --tracking-uri), or train first: python modelling.py"
+        )
+    return f"no tracking store at {path}: train first with python modelling.py"
 
 
 def get_alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:

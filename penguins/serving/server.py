@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 
 from gunicorn.app.base import BaseApplication
 
-from penguins.config import MULTIPROC_ENV
+from penguins.config import MULTIPROC_ENV, sqlite_path
 from penguins.serving.settings import ServingSettings
 
 log = logging.getLogger(__name__)
@@ -93,15 +93,18 @@ def preload() -> None:
 
 
 def prepare_store(tracking_uri: str, timeout: float = 120.0) -> bool:
-    """Create a SQLite store's tables once, before any worker starts; return whether it worked.
+    """Open an existing SQLite store once, before any worker starts; return whether it worked.
 
-    Workers meeting a new store at the same moment run MLflow's schema migrations
-    over each other ("duplicate column", "table already exists"). The work is done in
-    a forked child so that the master holds no database connection for its workers
-    to inherit.
+    Workers meeting a store without tables at the same moment would create them over
+    each other ("duplicate column", "table already exists"). A store that does not
+    exist is left alone: serving never creates one (a mistyped path would otherwise
+    become an empty store); the workers say so and wait for training to make it. The
+    work is done in a forked child so that the master holds no database connection
+    for its workers to inherit.
     """
-    if not tracking_uri.startswith("sqlite:"):
-        return True  # a tracking server manages its own database
+    path = sqlite_path(tracking_uri)
+    if path is None or not path.exists():
+        return True  # a tracking server manages its own database; a missing file waits
     child = multiprocessing.get_context("fork").Process(
         target=_init_store, args=(tracking_uri,), name="store-init"
     )

@@ -333,6 +333,32 @@ def test_sigterm_loses_no_answered_prediction(serve, trained_store, tmp_path):
     assert resp.json() == {"prediction_id": answered[0], "correct": True}
 
 
+@pytest.mark.parametrize("folder_exists", [True, False], ids=["no file", "no folder"])
+def test_a_mistyped_store_path_is_reported_and_never_created(serve, tmp_path, folder_exists):
+    folder = tmp_path / ("store" if folder_exists else "no/such/dir")
+    if folder_exists:
+        folder.mkdir()
+    store = folder / "mlflow.db"
+    server = serve(
+        {
+            "MLFLOW_TRACKING_URI": sqlite_uri(store),
+            "PREDICTION_LOG_URI": sqlite_uri(tmp_path / "predictions.db"),
+            "MODEL_REFRESH_SECONDS": "0.2",
+        },
+        workers=WORKERS,
+    )
+    health = server.wait_ready(ok=(503,)).json()
+    assert health["status"] == "unhealthy"
+    assert str(store) in health["reason"] and "python modelling.py" in health["reason"]
+    if not folder_exists:
+        assert "does not exist" in health["reason"]
+    server.process.wait_for_log(health["reason"], WORKERS)  # every worker booted and said it
+    time.sleep(1.5)  # several refresh periods: the reason is not said again
+    assert server.process.output(tail=10_000_000).count(health["reason"]) == WORKERS
+    assert not store.exists()
+    assert folder.exists() == folder_exists
+
+
 def test_starts_without_a_champion_then_serves_it_when_one_appears(
     serve, empty_store, trained_store, tmp_path
 ):
@@ -346,7 +372,13 @@ def test_starts_without_a_champion_then_serves_it_when_one_appears(
     )
     health = server.wait_ready(ok=(503,))
     server.process.wait_for_log("answering 503 until one appears", WORKERS)  # every worker booted
-    assert health.json() == {"status": "unhealthy", "model_loaded": False, "model_version": None}
+    body = health.json()
+    assert {k: body[k] for k in ("status", "model_loaded", "model_version")} == {
+        "status": "unhealthy",
+        "model_loaded": False,
+        "model_version": None,
+    }
+    assert empty_store.removeprefix("sqlite:///") in body["reason"]  # no store yet: names it
     resp = requests.post(f"{server.url}/predict", json=SAMPLE, timeout=TIMEOUT)
     assert resp.status_code == 503
     assert resp.json()["error"].startswith("no model loaded")
