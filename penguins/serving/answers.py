@@ -20,7 +20,9 @@ from penguins.predlog import Feedback
 from penguins.serving.dataplane import PredictionResult
 from penguins.serving.errors import ApiError
 from penguins.serving.model import ServedModel
-from penguins.serving.schemas import FeedbackResult, Health, ModelInfo
+from penguins.serving.schemas import FeedbackResult, Health, ModelInfo, Route, ServiceInfo
+
+SERVICE = "penguins species classifier"
 
 JSON = "application/json"
 
@@ -77,11 +79,27 @@ def error(exc: ApiError) -> Response:
     return Response(exc.to_json(), status=exc.status, mimetype=JSON, headers=dict(exc.headers))
 
 
-def health(served: ServedModel | None) -> Response:
-    """Answer /health: 200 while a model is loaded, 503 while none is."""
+def health(served: ServedModel | None, reason: str | None) -> Response:
+    """Answer /health: 200 while a model is loaded, 503 with the reason while none is."""
     if served is None:
-        return model(Health(status="unhealthy", model_loaded=False, model_version=None), 503)
-    return model(Health(status="healthy", model_loaded=True, model_version=served.version))
+        unhealthy = Health(
+            status="unhealthy",
+            model_loaded=False,
+            model_version=None,
+            reason=reason or "no model loaded yet",
+        )
+        return model(unhealthy, 503)
+    healthy = Health(status="healthy", model_loaded=True, model_version=served.version)
+    return Response(healthy.model_dump_json(exclude={"reason"}), mimetype=JSON)
+
+
+def service(served: ServedModel | None, routes: list[Route]) -> Response:
+    """Answer ``GET /``: the service, the served version and the routes."""
+    version = None if served is None else served.version
+    info = ServiceInfo(
+        service=SERVICE, model_version=version, routes=routes, openapi="/openapi.json"
+    )
+    return model(info)
 
 
 def model_info(served: ServedModel) -> Response:

@@ -15,7 +15,7 @@ from functools import cached_property
 
 from flask import Flask, Response, current_app, g, request
 from prometheus_client import CollectorRegistry
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from penguins.config import from_env
 from penguins.predlog import PredictionLog
@@ -27,6 +27,7 @@ from penguins.serving.errors import ApiError
 from penguins.serving.manager import ModelManager, ModelSource
 from penguins.serving.metrics import OTHER, ServingMetrics
 from penguins.serving.openapi import build_openapi
+from penguins.serving.schemas import Route
 from penguins.serving.settings import ServingSettings
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class ApiContext:
 
     service: PredictionService
     settings: ServingSettings
+    routes: list[Route]
 
     @cached_property
     def openapi(self) -> bytes:
@@ -71,16 +73,27 @@ def create_app(
         settings.prediction_log_uri, max_rows=settings.prediction_log_max_rows
     )
     service = PredictionService(models, predlog, metrics)
-    app.extensions["penguins"] = ApiContext(service, settings)
     app.register_blueprint(bp)
     _install_hooks(app)
-    metrics.prepare_routes(
-        (method, rule.rule)
-        for rule in app.url_map.iter_rules()
-        for method in sorted(rule.methods - {"HEAD", "OPTIONS"})
-    )
+    routes = _routes(app)
+    app.extensions["penguins"] = ApiContext(service, settings, routes)
+    metrics.prepare_routes((r.method, r.path) for r in routes)
     models.start()
     return app
+
+
+def _routes(app: Flask) -> list[Route]:
+    """Return every route of the app with the first line of its view's docstring."""
+    return [
+        Route(method=method, path=rule.rule, summary=_summary(app.view_functions[rule.endpoint]))
+        for rule in app.url_map.iter_rules()
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"})
+    ]
+
+
+def _summary(view: object) -> str:
+    """Return the first line of a view's docstring."""
+    return (getattr(view, "__doc__", None) or "").strip().splitlines()[0]
 
 
 def _install_hooks(app: Flask) -> None:
@@ -125,6 +138,14 @@ def _http_error(exc: HTTPException) -> Response:
     if isinstance(exc, RequestEntityTooLarge):
         limit = current_app.config["MAX_CONTENT_LENGTH"]
         message = f"body is larger than the limit of {limit} bytes"
+    elif isinstance(exc, NotFound):
+        routes = ", ".join(
+            f"{r.method} {r.path}" for r in current_app.extensions["penguins"].routes
+        )
+        message = f"no route {request.path[:100]}; the routes are {routes} (see /openapi.json)"
+    elif isinstance(exc, MethodNotAllowed):
+        allowed = " or ".join(sorted(set(exc.valid_methods or ()) - {"HEAD", "OPTIONS"}))
+        message = f"{request.path[:100]} does not take {request.method[:20]}; it takes {allowed}"
     else:
         message = f"{exc.name}: {exc.description}" if exc.description else exc.name
     headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}

@@ -19,6 +19,13 @@ def _api() -> ApiContext:
     return current_app.extensions["penguins"]
 
 
+@bp.get("/")
+def index() -> Response:
+    """Describe the service and list its routes."""
+    service = _api().service
+    return answers.service(service.models.current, _api().routes)
+
+
 @bp.post("/predict")
 def predict() -> Response:
     """Predict the species of one penguin."""
@@ -45,7 +52,8 @@ def feedback() -> Response:
 @bp.get("/health")
 def health() -> Response:
     """Say whether a model is loaded: 200 if so, 503 if not."""
-    return answers.health(_api().service.models.current)
+    models = _api().service.models
+    return answers.health(models.current, models.reason)
 
 
 @bp.get("/model/info")

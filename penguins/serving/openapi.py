@@ -15,11 +15,12 @@ from penguins.serving.schemas import (
     ModelInfo,
     Prediction,
     Sample,
+    ServiceInfo,
 )
 
 REF = "#/components/schemas/{model}"
 _REQUESTS = (Sample, BatchRequest, FeedbackRequest)
-_ANSWERS = (Prediction, BatchPrediction, FeedbackResult, Health, ModelInfo, ErrorBody)
+_ANSWERS = (Prediction, BatchPrediction, FeedbackResult, Health, ModelInfo, ServiceInfo, ErrorBody)
 
 
 def _ref(model: type[BaseModel]) -> dict:
@@ -74,12 +75,18 @@ def build_openapi(max_batch_size: int, max_body_bytes: int) -> dict:
             "description": "Predicts a penguin's species from its measurements. " + limits,
         },
         "paths": {
+            "/": {
+                "get": {
+                    "summary": "The service, the served model version and the routes",
+                    "responses": {"200": _json(ServiceInfo, "what this service is")},
+                }
+            },
             "/health": {
                 "get": {
                     "summary": "Whether the server has a model to predict with",
                     "responses": {
                         "200": _json(Health, "a model is loaded"),
-                        "503": _json(Health, "no model loaded yet"),
+                        "503": _json(Health, "no model loaded: the reason says why"),
                     },
                 }
             },

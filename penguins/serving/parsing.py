@@ -72,7 +72,7 @@ def validate(model: type[M], data: Any) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ApiError(422, "invalid request", validation_details(exc)) from None
+        raise ApiError(422, "invalid request", validation_details(exc, data)) from None
 
 
 def sample_rows(raw: bytes) -> Rows:

@@ -8,6 +8,7 @@ Bounds and codes come from :mod:`penguins.features`, the one place they live.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
@@ -15,6 +16,7 @@ from uuid import UUID
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictInt,
@@ -73,6 +75,23 @@ def _code_checker(kind: str, codes: dict[str, int]):
     return check
 
 
+def _name_pointer(kind: str, meaning: str):
+    """Return a validator that answers a name sent as a code by pointing at the name field."""
+
+    def check(value: object) -> object:
+        """Refuse a string in a code field, naming the field that takes it."""
+        if isinstance(value, str):
+            raise PydanticCustomError(
+                "name_in_code_field",
+                "{kind}_encoded takes a code ({meaning}); to send the name, "
+                "give it as {kind} instead",
+                {"kind": kind, "meaning": meaning},
+            )
+        return value
+
+    return check
+
+
 def _name_checker(kind: str) -> object:
     """Return a validator turning a category name, in any case, into its canonical spelling."""
     feature = f"{kind}_encoded"
@@ -117,6 +136,7 @@ def _code_field(kind: str, codes: dict[str, int]) -> object:
     meaning = ", ".join(f"{code}={name}" for name, code in codes.items())
     return Annotated[
         StrictInt,
+        BeforeValidator(_name_pointer(kind, meaning)),
         AfterValidator(_code_checker(kind, codes)),
         Field(
             description=f"{kind} code: {meaning}; give this or `{kind}`, not both",
@@ -136,6 +156,43 @@ def _name_field(kind: str, codes: dict[str, int]) -> object:
             json_schema_extra=_without_default({"examples": [next(iter(codes))]}),
         ),
     ]
+
+
+SAMPLE_EXPECTED = (
+    "expected a JSON object with one penguin's fields: bill_length_mm, bill_depth_mm, "
+    "flipper_length_mm, body_mass_g, island_encoded or island, sex_encoded or sex"
+)
+BATCH_EXPECTED = (
+    'expected a JSON object with "samples", a list of samples: {"samples": [{...}, ...]}'
+)
+PAIRS = (("island", "island_encoded"), ("sex", "sex_encoded"))
+PAIRED_FIELDS = tuple(name for pair in PAIRS for name in pair)
+
+
+def pair_problems(given: set[str]) -> list[PydanticCustomError]:
+    """Return what is wrong with the island and sex pairs, given the fields a sample has.
+
+    Each error's ``field`` names the field to fix.
+    """
+    problems = []
+    for kind, code in PAIRS:
+        if kind in given and code in given:
+            problems.append(
+                PydanticCustomError(
+                    "pair_conflict",
+                    "give {kind} or {kind}_encoded, not both",
+                    {"kind": kind, "field": kind},
+                )
+            )
+        elif kind not in given and code not in given:
+            problems.append(
+                PydanticCustomError(
+                    "pair_missing",
+                    "Field required: give {kind}_encoded or {kind}",
+                    {"kind": kind, "field": code},
+                )
+            )
+    return problems
 
 
 class Sample(BaseModel):
@@ -173,23 +230,21 @@ class Sample(BaseModel):
     island: _name_field("island", ISLAND_CODES) = None  # type: ignore[valid-type]
     sex: _name_field("sex", SEX_CODES) = None  # type: ignore[valid-type]
 
+    @model_validator(mode="before")
+    @classmethod
+    def _an_object(cls, data: object) -> object:
+        """Refuse anything but a JSON object, saying what one sample looks like."""
+        if not isinstance(data, dict | Sample):
+            raise PydanticCustomError("object_expected", SAMPLE_EXPECTED)
+        return data
+
     @model_validator(mode="after")
     def _one_of_each_pair(self) -> Sample:
         """Require exactly one of island/island_encoded and one of sex/sex_encoded."""
-        for kind in ("island", "sex"):
-            code, name = getattr(self, f"{kind}_encoded"), getattr(self, kind)
-            if code is not None and name is not None:
-                raise PydanticCustomError(
-                    "pair_conflict",
-                    "give {kind} or {kind}_encoded, not both",
-                    {"kind": kind, "field": kind},
-                )
-            if code is None and name is None:
-                raise PydanticCustomError(
-                    "pair_missing",
-                    "Field required: give {kind}_encoded or {kind}",
-                    {"kind": kind, "field": f"{kind}_encoded"},
-                )
+        given = {name for name in PAIRED_FIELDS if getattr(self, name) is not None}
+        problems = pair_problems(given)
+        if problems:
+            raise problems[0]
         return self
 
     def row(self) -> tuple[float | int, ...]:
@@ -278,6 +333,14 @@ class BatchRequest(BaseModel):
 
     samples: list[Sample] = Field(min_length=1, description="one or more samples")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _an_object(cls, data: object) -> object:
+        """Refuse anything but a JSON object, saying what a batch looks like."""
+        if not isinstance(data, dict | BatchRequest):
+            raise PydanticCustomError("object_expected", BATCH_EXPECTED)
+        return data
+
 
 class FeedbackRequest(BaseModel):
     """The actual species of an earlier prediction."""
@@ -329,6 +392,26 @@ class Health(BaseModel):
     status: Literal["healthy", "unhealthy"]
     model_loaded: bool
     model_version: str | None
+    reason: str | None = Field(
+        default=None, description="why the server cannot predict, and what to do (503 only)"
+    )
+
+
+class Route(BaseModel):
+    """One route of the API."""
+
+    method: str = Field(examples=["POST"])
+    path: str = Field(examples=["/predict"])
+    summary: str
+
+
+class ServiceInfo(BaseModel):
+    """What this service is, the model it serves, and its routes."""
+
+    service: str
+    model_version: str | None = Field(description="the served version; null while none is")
+    routes: list[Route]
+    openapi: str = Field(description="where the OpenAPI document of every route is")
 
 
 class ModelInfo(BaseModel):
@@ -373,13 +456,40 @@ def field_path(loc: tuple[int | str, ...]) -> str:
     return path or "body"
 
 
-def validation_details(exc: ValidationError) -> list[ErrorDetail]:
-    """Turn a pydantic ValidationError into the fields at fault, at most MAX_ERROR_DETAILS."""
-    details = []
-    for error in exc.errors(include_url=False, include_input=False)[:MAX_ERROR_DETAILS]:
+def validation_details(exc: ValidationError, data: object = None) -> list[ErrorDetail]:
+    """Turn a pydantic ValidationError into the fields at fault, at most MAX_ERROR_DETAILS.
+
+    pydantic checks the island and sex pairs only once a sample's fields are valid; so
+    that one answer lists everything to fix, the pairs of each raw sample in ``data``
+    whose fields failed are checked here too.
+    """
+    details: dict[str, str] = {}
+    samples_at_fault: set[tuple] = set()
+    for error in exc.errors(include_url=False, include_input=False):
+        if len(details) >= MAX_ERROR_DETAILS:
+            break
         loc = tuple(error["loc"])
         extra = (error.get("ctx") or {}).get("field")
         if extra:  # a rule about a pair of fields names the field to fix
             loc += (extra,)
-        details.append(ErrorDetail(field=field_path(loc), message=error["msg"]))
-    return details
+        samples_at_fault.add(loc[:2] if loc[:1] == ("samples",) else ())
+        details.setdefault(field_path(loc), error["msg"])
+    for loc, sample in _raw_samples(data):
+        if loc in samples_at_fault and isinstance(sample, dict):
+            for problem in pair_problems(set(sample) & set(PAIRED_FIELDS)):
+                details.setdefault(field_path((*loc, problem.context["field"])), problem.message())
+    ordered = sorted(details.items(), key=_sample_order)[:MAX_ERROR_DETAILS]
+    return [ErrorDetail(field=path, message=message) for path, message in ordered]
+
+
+def _raw_samples(data: object) -> list[tuple[tuple, object]]:
+    """Return the samples of a raw request body with their locations: one, or a batch's."""
+    if isinstance(data, dict) and isinstance(data.get("samples"), list):
+        return [(("samples", i), s) for i, s in enumerate(data["samples"])]
+    return [((), data)]
+
+
+def _sample_order(detail: tuple[str, str]) -> int:
+    """Return the index of the batch sample a (path, message) is about (-1: the body itself)."""
+    match = re.match(r"samples\[(\d+)\]", detail[0])
+    return int(match[1]) if match else -1

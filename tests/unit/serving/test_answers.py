@@ -119,14 +119,21 @@ def test_an_error_about_one_field():
     assert json.loads(error.to_json())["details"][0]["field"] == "prediction_id"
 
 
-def test_health_without_a_model_is_503_unhealthy():
-    resp = answers.health(None)
+def test_health_without_a_model_is_503_unhealthy_with_the_reason():
+    resp = answers.health(None, "no tracking store at /x/mlflow.db: train first")
     assert resp.status_code == 503
     assert Health.model_validate(resp.json).model_dump() == {
         "status": "unhealthy",
         "model_loaded": False,
         "model_version": None,
+        "reason": "no tracking store at /x/mlflow.db: train first",
     }
+
+
+def test_a_healthy_answer_carries_no_reason(served_model):
+    resp = answers.health(served_model, None)
+    assert resp.status_code == 200
+    assert resp.json == {"status": "healthy", "model_loaded": True, "model_version": "1"}
 
 
 @pytest.mark.parametrize("field", ["name", "version", "alias", "run_id", "algorithm"])

@@ -12,7 +12,14 @@ from penguins.features import FEATURES, SPECIES
 from penguins.serving.app import create_app
 from penguins.serving.metrics import ServingMetrics
 from penguins.serving.model import ServedModel
-from penguins.serving.schemas import BatchPrediction, FeedbackResult, Health, ModelInfo, Prediction
+from penguins.serving.schemas import (
+    BatchPrediction,
+    FeedbackResult,
+    Health,
+    ModelInfo,
+    Prediction,
+    ServiceInfo,
+)
 from penguins.serving.settings import ServingSettings
 from tests.support.predlog import logged_count, logged_row
 from tests.support.samples import CHINSTRAP, GENTOO, SAMPLE, SAMPLE_BY_NAME
@@ -130,12 +137,37 @@ def test_health_and_model_info_describe_the_served_model(client, settings, descr
     assert info.json["loaded_at"].endswith("Z")
 
 
+def test_the_root_describes_the_service_and_every_route(client, app):
+    resp = client.get("/")
+    assert resp.status_code == 200 and resp.mimetype == "application/json"
+    info = ServiceInfo.model_validate(resp.json)
+    assert info.model_version == "1"
+    assert info.openapi == "/openapi.json"
+    listed = {(r.method, r.path) for r in info.routes}
+    served = {
+        (method, rule.rule)
+        for rule in app.url_map.iter_rules()
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+    assert listed == served
+    assert ("POST", "/predict/batch") in listed and ("GET", "/") in listed
+    assert all(r.summary for r in info.routes)
+
+
+def test_the_root_answers_without_a_model_too(make_app):
+    resp = make_app(models=FixedSource(None)).test_client().get("/")
+    assert resp.status_code == 200
+    assert resp.json["model_version"] is None
+
+
 def test_without_a_model_the_api_answers_503_but_takes_feedback_routes(make_app):
-    client = make_app(models=FixedSource(None)).test_client()
+    reason = "no tracking store at /x/mlflow.db: train first with python modelling.py"
+    client = make_app(models=FixedSource(None, reason)).test_client()
     health = client.get("/health")
     assert health.status_code == 503
     assert Health.model_validate(health.json).status == "unhealthy"
     assert health.json["model_loaded"] is False
+    assert health.json["reason"] == reason
     for method, path, body in [
         ("post", "/predict", SAMPLE),
         ("post", "/predict/batch", {"samples": [SAMPLE]}),
@@ -214,3 +246,23 @@ def test_the_app_follows_its_model_source_until_closed(app, models):
     assert models.started and not models.stopped
     app.extensions["penguins"].close()
     assert models.stopped
+
+
+def test_a_404_names_the_known_routes(client):
+    resp = client.get("/nope")
+    message = resp.json["error"]
+    assert message.startswith("no route /nope; the routes are ")
+    for route in ("GET /", "GET /health", "POST /predict", "POST /predict/batch", "POST /feedback"):
+        assert route in message
+    assert "/openapi.json" in message
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [("get", "/predict", "POST"), ("post", "/health", "GET"), ("delete", "/feedback", "POST")],
+)
+def test_a_405_names_the_methods_the_route_takes(client, method, path, allowed):
+    resp = getattr(client, method)(path)
+    assert resp.status_code == 405
+    assert resp.json["error"] == f"{path} does not take {method.upper()}; it takes {allowed}"
+    assert allowed in resp.headers["Allow"]

@@ -298,3 +298,50 @@ def test_json_the_standard_library_reads_is_still_answered(client, encode):
     resp = post_raw(client, "/predict/batch", body)
     assert resp.status_code == 200
     assert resp.json["count"] == 2
+
+
+def _details(resp) -> dict[str, str]:
+    """Return the 422's details as {field: message}."""
+    assert resp.status_code == 422, resp.json
+    return {d["field"]: d["message"] for d in resp.json["details"]}
+
+
+@pytest.mark.parametrize(("kind", "name"), [("island", "biscoe"), ("sex", "male")])
+def test_a_name_sent_as_a_code_points_at_the_name_field(client, kind, name):
+    body = {**SAMPLE, f"{kind}_encoded": name}
+    message = _details(client.post("/predict", json=body))[f"{kind}_encoded"]
+    assert f"give it as {kind} instead" in message and "takes a code" in message
+
+
+@pytest.mark.parametrize("body", [[SAMPLE], [], "samples", 3])
+def test_a_batch_that_is_not_an_object_says_what_is_expected(client, body):
+    details = _details(client.post("/predict/batch", json=body))
+    assert details == {"body": details["body"]}
+    assert 'expected a JSON object with "samples"' in details["body"]
+    assert "BatchRequest" not in details["body"]
+
+
+def test_a_sample_that_is_not_an_object_says_what_is_expected(client):
+    details = _details(client.post("/predict", json=[SAMPLE]))
+    assert "expected a JSON object with one penguin's fields" in details["body"]
+    assert "Sample" not in details["body"]
+
+
+def test_missing_numbers_and_a_missing_pair_are_listed_together(client):
+    body = {"sex": "male", "bill_length_mm": 39.1}
+    details = _details(client.post("/predict", json=body))
+    assert set(details) == {"bill_depth_mm", "flipper_length_mm", "body_mass_g", "island_encoded"}
+    assert details["island_encoded"] == "Field required: give island_encoded or island"
+
+
+def test_in_a_batch_every_sample_lists_its_pairs_in_order(client):
+    bad = {k: v for k, v in SAMPLE.items() if k not in ("bill_depth_mm", "island_encoded")}
+    both = {**SAMPLE, "sex": "male", "bill_length_mm": -1}
+    resp = client.post("/predict/batch", json={"samples": [SAMPLE, bad, both]})
+    fields = [d["field"] for d in resp.json["details"]]
+    assert fields == [
+        "samples[1].bill_depth_mm",
+        "samples[1].island_encoded",
+        "samples[2].bill_length_mm",
+        "samples[2].sex",
+    ]
