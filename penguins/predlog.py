@@ -88,6 +88,7 @@ class Feedback:
     model_version: str
     predicted_species: str
     actual_species: str
+    first: bool  # the prediction's first label; a later one corrects it
 
     @property
     def correct(self) -> bool:
@@ -155,18 +156,28 @@ class PredictionLog:
             )
 
     def attach_feedback(self, prediction_id: str, actual_species: str) -> Feedback | None:
-        """Record the actual species of a prediction; return None for an unknown id."""
+        """Record the actual species of a prediction; return None for an unknown id.
+
+        A later label replaces the earlier one; :attr:`Feedback.first` tells them apart.
+        The write lock is taken before reading, so of concurrent labels exactly one is first.
+        """
         with self._lock:
             conn = self._connect()
             with conn:
+                conn.execute("BEGIN IMMEDIATE")
                 row = conn.execute(
-                    "UPDATE predictions SET actual_species = ?, feedback_at = ? WHERE id = ? "
-                    "RETURNING algorithm, model_version, predicted_species",
-                    (actual_species, time.time(), prediction_id),
+                    "SELECT algorithm, model_version, predicted_species, feedback_at "
+                    "FROM predictions WHERE id = ?",
+                    (prediction_id,),
                 ).fetchone()
+                if row is not None:
+                    conn.execute(
+                        "UPDATE predictions SET actual_species = ?, feedback_at = ? WHERE id = ?",
+                        (actual_species, time.time(), prediction_id),
+                    )
         if row is None:
             return None
-        return Feedback(prediction_id, row[0], row[1], row[2], actual_species)
+        return Feedback(prediction_id, row[0], row[1], row[2], actual_species, row[3] is None)
 
     def recent_inputs(self, limit: int) -> list[tuple]:
         """Return the feature rows of the newest ``limit`` predictions (newest first)."""

@@ -164,8 +164,14 @@ class ServingMetrics:
         )
         self.feedback = Counter(
             "ml_feedback_total",
-            "Feedback received, by the labelled prediction's model and version.",
+            "Labelled predictions, each counted once by its first label, by model and version.",
             ["model", "version", "outcome"],
+            registry=reg,
+        )
+        self.corrections = Counter(
+            "ml_feedback_corrections_total",
+            "Labels sent again for an already labelled prediction (they replace its label).",
+            ["model", "version"],
             registry=reg,
         )
         self.reloads = Counter(
@@ -200,9 +206,12 @@ class ServingMetrics:
             self.batch_size.observe(len(batch))
 
     def observe_feedback(self, feedback: Feedback) -> None:
-        """Count one labelled prediction as correct or incorrect."""
-        outcome = "correct" if feedback.correct else "incorrect"
-        self.feedback.labels(feedback.algorithm, feedback.model_version, outcome).inc()
+        """Count a prediction's first label as correct or incorrect; later ones as corrections."""
+        if feedback.first:
+            outcome = "correct" if feedback.correct else "incorrect"
+            self.feedback.labels(feedback.algorithm, feedback.model_version, outcome).inc()
+        else:
+            self.corrections.labels(feedback.algorithm, feedback.model_version).inc()
 
     def observe_reload(self, result: str) -> None:
         """Count one model swap attempt after start-up: ``success`` or ``failed``."""
@@ -220,6 +229,7 @@ class ServingMetrics:
             self.predictions.labels(new.algorithm, new.version, species)
         for outcome in OUTCOMES:
             self.feedback.labels(new.algorithm, new.version, outcome)
+        self.corrections.labels(new.algorithm, new.version)
         self.confidence.labels(new.algorithm)
 
     def render(self) -> tuple[bytes, str]:

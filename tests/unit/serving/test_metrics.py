@@ -106,6 +106,23 @@ def test_feedback_is_counted_by_outcome(client, registry, served_model):
     assert (outcome("correct"), outcome("incorrect")) == (2, 1)
 
 
+def test_a_labelled_prediction_is_counted_once_by_its_first_label(client, registry, served_model):
+    pid = client.post("/predict", json=SAMPLE).json["prediction_id"]
+    answers = [
+        client.post("/feedback", json={"prediction_id": pid, "actual_species": actual}).json
+        for actual in ("Gentoo", "Adelie", "Adelie")
+    ]
+    assert [a["correct"] for a in answers] == [False, True, True]
+    labels = {"model": served_model.algorithm, "version": "1"}
+
+    def count(name, **extra):
+        return registry.get_sample_value(name, {**labels, **extra})
+
+    assert count("ml_feedback_total", outcome="incorrect") == 1  # the first label
+    assert not count("ml_feedback_total", outcome="correct")
+    assert count("ml_feedback_corrections_total") == 2
+
+
 def test_unknown_feedback_is_not_counted(client, registry, served_model):
     body = {"prediction_id": str(uuid.uuid4()), "actual_species": "Adelie"}
     assert client.post("/feedback", json=body).status_code == 404

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -52,6 +53,29 @@ def test_every_column_holds_what_was_predicted(log_uri):
     assert row["algorithm"] == "svm" and row["model_version"] == "7"
     assert (row["bill_length_mm"], row["island_encoded"], row["sex_encoded"]) == (39.1, 0, 1)
     assert row["confidence"] == 0.9 and row["created_at"] == 1.0
+
+
+def test_a_later_label_replaces_the_first_and_says_it_is_not_first(log_uri):
+    log = PredictionLog(log_uri)
+    rec = batch()
+    log.record_predictions(rec)
+    first = log.attach_feedback(rec.ids[0], "Gentoo")
+    again = log.attach_feedback(rec.ids[0], "Adelie")
+    assert (first.first, first.correct) == (True, False)
+    assert (again.first, again.correct) == (False, True)
+    assert logged_row(log_uri, rec.ids[0])["actual_species"] == "Adelie"
+    assert log.recent_labelled(10) == [("svm", "1", "Adelie", "Adelie")]
+
+
+def test_of_concurrent_labels_from_several_connections_exactly_one_is_first(log_uri):
+    rec = batch()
+    PredictionLog(log_uri).record_predictions(rec)
+    logs = [PredictionLog(log_uri) for _ in range(4)]
+    with ThreadPoolExecutor(20) as pool:
+        found = list(
+            pool.map(lambda i: logs[i % 4].attach_feedback(rec.ids[0], "Adelie"), range(20))
+        )
+    assert sum(f.first for f in found) == 1
 
 
 def test_unknown_feedback_returns_none(log_uri):
