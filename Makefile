@@ -37,9 +37,10 @@ exporter: setup
 traffic: setup
 	$(PY) inference.py
 
-## test: lint, then the whole test suite
+## test: lint (ruff check and ruff format --check), then the whole test suite
 test: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
 
 ## test-fast: the unit layer only (in process, no servers, no MLflow store): well under a minute
