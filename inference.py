@@ -8,6 +8,7 @@ with noise, feedback for half of the predictions) and prints a summary.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -26,6 +27,9 @@ def parse_args(argv: Sequence[str] | None = None) -> TrafficSettings:
 def main(argv: Sequence[str] | None = None) -> int:
     """Send the traffic, print the summary, and return the exit code."""
     settings = parse_args(argv)
+    # Started as a background job, a shell hands SIGINT over ignored, and Python then sets
+    # no KeyboardInterrupt for it: Ctrl-C (or kill -INT) would never end --duration 0.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         outcome = send_traffic(settings, load_dataset(settings.data))
     except DataError as exc:

@@ -80,6 +80,7 @@ class ApiRequest:
     body: bytes
     content_type: str = "application/json"
     truths: tuple[str, ...] = ()  # one per sample of a valid request, in order
+    feedback: tuple[bool, ...] = ()  # one per sample: send its true species back
     expected_status: int = 200
 
 

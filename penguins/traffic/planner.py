@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 
@@ -49,8 +51,8 @@ class RequestPlanner:
         if self.rng.random() < self.settings.batch_share:
             size = int(self.rng.integers(2, self.settings.batch_size + 1))
         rows = self._rows(size)
-        return valid_request(rows, list(self.rng.random(size) < NAMES_SHARE))
-
-    def wants_feedback(self) -> bool:
-        """Return whether to send feedback for one prediction."""
-        return bool(self.rng.random() < self.settings.feedback_share)
+        request = valid_request(rows, list(self.rng.random(size) < NAMES_SHARE))
+        # Drawn here, not when the answer comes: answers arrive in any order from several
+        # threads, and a draw then would change every later request of a seeded run.
+        feedback = self.rng.random(size) < self.settings.feedback_share
+        return dataclasses.replace(request, feedback=tuple(bool(f) for f in feedback))

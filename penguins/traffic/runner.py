@@ -16,7 +16,7 @@ from tqdm import tqdm
 from penguins.traffic.inputs import ApiRequest
 from penguins.traffic.planner import RequestPlanner
 from penguins.traffic.settings import TrafficSettings
-from penguins.traffic.summary import Stats
+from penguins.traffic.summary import Stats, traffic_mode
 
 
 class ApiUnreachable(RuntimeError):
@@ -51,15 +51,16 @@ class TrafficRunner:
         self.stats = Stats()
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
-        # Guards the planner, whose random generator is not thread-safe, and the sessions.
-        self._plan_lock = threading.Lock()
+        # Guards the list of sessions, which worker threads add to; only the sending loop
+        # uses the planner, so its random generator is never shared between threads.
+        self._sessions_lock = threading.Lock()
 
     def _session(self) -> requests.Session:
         """Return this thread's session."""
         session = getattr(self._local, "session", None)
         if session is None:
             session = self._local.session = requests.Session()
-            with self._plan_lock:
+            with self._sessions_lock:
                 self._sessions.append(session)
         return session
 
@@ -82,7 +83,10 @@ class TrafficRunner:
         try:
             response = self._session().get(url + "/health", timeout=self.settings.timeout)
         except requests.RequestException as exc:
-            return f"cannot reach the API at {url}: {type(exc).__name__}"
+            return (
+                f"cannot reach the API at {url}: {type(exc).__name__}; "
+                "start it with make serve (python ml_serving.py) or check --url"
+            )
         self.stats.answer("GET", "/health", response.status_code, response.elapsed.total_seconds())
         if response.status_code != 200:
             tqdm.write(
@@ -103,10 +107,9 @@ class TrafficRunner:
         if answers is None:
             self.stats.malformed()
             return
-        with self._plan_lock:
-            wanted = [self.planner.wants_feedback() for _ in answers]
         self.stats.checked([species for species, _ in answers], request.truths)
-        for (_, prediction_id), truth, send in zip(answers, request.truths, wanted, strict=True):
+        planned = zip(answers, request.truths, request.feedback, strict=True)
+        for (_, prediction_id), truth, send in planned:
             if send:
                 payload = {"prediction_id": prediction_id, "actual_species": truth}
                 self._send("POST", "/feedback", json=payload)
@@ -126,9 +129,7 @@ class TrafficRunner:
             try:
                 for _ in self._paced():
                     slots.acquire()
-                    with self._plan_lock:
-                        request = self.planner.next()
-                    pool.submit(self.run_one, request).add_done_callback(done)
+                    pool.submit(self.run_one, self.planner.next()).add_done_callback(done)
             except KeyboardInterrupt:
                 tqdm.write(
                     "inference: interrupted; waiting for requests in flight", file=sys.stderr
@@ -182,5 +183,5 @@ def send_traffic(settings: TrafficSettings, data: pd.DataFrame) -> Outcome:
             completed = runner.run(bar)
     finally:
         runner.close()
-    summary = runner.stats.summary(settings.url, time.monotonic() - started)
+    summary = runner.stats.summary(settings.url, time.monotonic() - started, traffic_mode(settings))
     return Outcome(summary, interrupted=not completed, until_stopped=settings.runs_until_stopped)

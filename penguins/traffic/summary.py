@@ -9,9 +9,26 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from penguins.traffic.inputs import INVALID_KINDS
+from penguins.traffic.inputs import DRIFT_SHIFT, INVALID_KINDS
+from penguins.traffic.settings import TrafficSettings
 
 PERCENTILES = (50, 95, 99)
+# The settings that decide what is sent, as opposed to where to and how it is reported.
+MODE_SETTINGS = (
+    "drift",
+    "invalid_share",
+    "batch_share",
+    "batch_size",
+    "feedback_share",
+    "rate",
+    "concurrency",
+    "seed",
+)
+
+
+def traffic_mode(settings: TrafficSettings) -> dict:
+    """Return the settings that shaped the traffic, so a summary says what kind of run it was."""
+    return {name: getattr(settings, name) for name in MODE_SETTINGS}
 
 
 @dataclass
@@ -57,8 +74,8 @@ class Stats:
             self.predictions += len(predicted)
             self.correct += sum(p == t for p, t in zip(predicted, truths, strict=True))
 
-    def summary(self, url: str, seconds: float) -> dict:
-        """Return the summary as plain data."""
+    def summary(self, url: str, seconds: float, mode: dict) -> dict:
+        """Return the summary as plain data; ``mode`` is what traffic_mode says of the run."""
         with self.lock:
             feedback = {
                 str(status): n
@@ -67,6 +84,7 @@ class Stats:
             }
             return {
                 "url": url,
+                "mode": dict(mode),
                 "seconds": round(seconds, 2),
                 "requests_by_kind": dict(self.kinds),
                 "responses_by_status": self._by_status(),
@@ -113,6 +131,7 @@ def format_summary(summary: dict) -> str:
         f"Sent {kinds.total()} prediction requests to {summary['url']} in "
         f"{summary['seconds']} s: {kinds['single']} single, {kinds['batch']} batch, "
         f"{sum(invalid.values())} invalid{detail}",
+        f"Mode: {describe_mode(summary['mode'])}",
         f"Responses by status: {statuses}",
         *(f"  {line}: {n}" for line, n in summary["responses"].items()),
         f"{'Latency (ms)':<22}{'count':>7}{'p50':>9}{'p95':>9}{'p99':>9}",
@@ -122,6 +141,23 @@ def format_summary(summary: dict) -> str:
         *_problem_lines(summary),
     ]
     return "\n".join(lines)
+
+
+def describe_mode(mode: dict) -> str:
+    """Return the traffic's mode in words: drift or not, then the shares and the pace."""
+    if mode["drift"]:
+        shifts = ", ".join(f"{name} +{shift:g}" for name, shift in DRIFT_SHIFT.items())
+        drift = f"drift ({shifts})"
+    else:
+        drift = "no drift"
+    rate = "as fast as answered" if mode["rate"] == 0 else f"{mode['rate']:g} requests/s"
+    seed = "random" if mode["seed"] is None else mode["seed"]
+    return (
+        f"{drift}, invalid share {mode['invalid_share']:g}, "
+        f"batch share {mode['batch_share']:g} (2 to {mode['batch_size']} samples), "
+        f"feedback share {mode['feedback_share']:g}, {rate}, "
+        f"concurrency {mode['concurrency']}, seed {seed}"
+    )
 
 
 def _latency_line(route: str, row: dict) -> str:

@@ -82,7 +82,8 @@ def test_an_unreachable_api_exits_non_zero_with_one_line():
     result = run_inference("--url", url, "--count", "5", timeout=60)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        f"inference: cannot reach the API at {url}: ConnectionError"
+        f"inference: cannot reach the API at {url}: ConnectionError; "
+        "start it with make serve (python ml_serving.py) or check --url"
     ]
     assert result.stdout == ""
 
@@ -109,6 +110,7 @@ def test_the_exporter_reads_the_log_the_api_wrote(api, tmp_path, trained_store):
         api.url, tmp_path, "--count", "40", "--rate", "0", "--batch-share", "1",
         "--batch-size", "20", "--feedback-share", "0.3", "--drift", "--seed", "2",
     )  # fmt: skip
+    assert summary["mode"]["drift"] is True
     drifted = summary["predictions_checked"]
     port = free_port()
     argv = (
@@ -153,3 +155,18 @@ def test_duration_zero_runs_until_ctrl_c_then_summarises(api, tmp_path):
     assert INTERRUPTED in out.splitlines()
     sent = int(out.split("Sent ")[1].split()[0])
     assert 10 <= sent <= 60  # about 3 s at 10 per second
+
+
+def test_ctrl_c_ends_a_run_started_with_sigint_ignored(api, tmp_path):
+    # A shell starts a background job with SIGINT ignored, and the child inherits that.
+    shell = ("sh", "-c", 'trap "" INT; exec "$0" "$@"', sys.executable, "inference.py")
+    argv = (*shell, "--url", api.url, "--duration", "0", "--rate", "10", "--drift")
+    log_path = tmp_path / "inference.log"
+    with ManagedProcess(argv, log_path=log_path, name="inference.py") as run:
+        run.wait_for_log("requests:")  # the progress bar: past start-up, sending
+        run.send(signal.SIGINT)
+        code = run.wait(timeout=30)
+        out = run.output()
+    assert code == 0, out
+    assert INTERRUPTED in out
+    assert "\nSent " in out and "\nMode: drift (body_mass_g +1000, flipper_length_mm +20), " in out

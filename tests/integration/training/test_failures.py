@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 import modelling
 from penguins.config import sqlite_uri
-from tests.support import free_port
+from tests.support import PROJECT_DIR, free_port
 
 
 @pytest.mark.parametrize(
@@ -29,7 +32,20 @@ def test_bad_data_exits_with_one_clear_line(tmp_path, capsys, caplog, content, m
     assert not (tmp_path / "m.db").exists()  # the data is checked before the store is touched
 
 
-def test_unreachable_tracking_server_exits_with_one_clear_line(tmp_path, caplog):
-    uri = f"http://127.0.0.1:{free_port()}"
-    assert modelling.main(["--tracking-uri", uri]) == 2
-    assert f"cannot use tracking store {uri}" in caplog.text
+def test_unreachable_tracking_server_exits_with_one_clear_line():
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    result = subprocess.run(
+        [sys.executable, "modelling.py", "--tracking-uri", uri],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        f"error: cannot reach the MLflow tracking server at {uri}: connection refused; "
+        "start it or check --tracking-uri (MLFLOW_TRACKING_URI)"
+    ], result.stderr
+    assert "Retrying" not in result.stderr + result.stdout
+    assert all(len(line) <= 200 for line in lines)

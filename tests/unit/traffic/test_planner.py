@@ -85,7 +85,8 @@ def test_invalid_share_sends_every_kind_of_invalid_request(plan):
 
 
 @pytest.mark.parametrize(("share", "low", "high"), [("0", 0, 0), ("0.3", 0.25, 0.35), ("1", 1, 1)])
-def test_feedback_is_wanted_for_the_asked_share(data, settings_of, share, low, high):
-    planner = RequestPlanner(data, settings_of("--seed", "8", "--feedback-share", share))
-    wanted = sum(planner.wants_feedback() for _ in range(2000)) / 2000
-    assert low <= wanted <= high
+def test_feedback_is_planned_for_the_asked_share(plan, share, low, high):
+    requests = plan(1000, "--seed", "8", "--batch-share", "0.3", "--feedback-share", share)
+    assert all(len(r.feedback) == len(r.truths) for r in requests)
+    wanted = [send for r in requests for send in r.feedback]
+    assert low <= sum(wanted) / len(wanted) <= high

@@ -10,6 +10,7 @@ import pytest
 import inference
 from penguins.traffic.runner import ApiUnreachable, Outcome, send_traffic
 from tests.support.processes import free_port
+from tests.unit.traffic.fake_api import FakeApi
 
 QUICK = ("--rate", "0", "--no-progress", "--seed", "1")
 
@@ -61,6 +62,22 @@ def test_invalid_requests_answered_unlike_their_kind_are_counted(fake_api, data,
     }
 
 
+def test_the_same_seed_sends_the_same_requests_from_several_threads(data, settings_of):
+    def sent(seed: str) -> tuple[Counter, list[str]]:
+        """Send a seeded run to a fresh stand-in; return what it answered, and the feedback."""
+        api = FakeApi()
+        try:
+            argv = ("--url", api.url, "--count", "60", "--concurrency", "8", "--seed", seed)
+            send_traffic(settings_of(*argv, "--rate", "0", "--no-progress"), data)
+        finally:
+            api.close()
+        return api.answered, sorted(api.feedback)
+
+    first = sent("1")
+    assert sent("1") == first
+    assert sent("2") != first
+
+
 @pytest.mark.parametrize("fake_api", ["drop_feedback"], indirect=True)
 def test_requests_without_an_answer_fail_the_run(fake_api, data, settings_of):
     settings = settings_of("--url", fake_api.url, "--count", "10", "--feedback-share", "1", *QUICK)
@@ -77,14 +94,17 @@ def test_an_unhealthy_api_is_warned_about_and_sent_to_anyway(fake_api, data, set
         capsys.readouterr().err
     )
     assert summary["responses"]["GET /health 503"] == 1
-    assert summary["requests_by_kind"]["single"] == 5
+    assert sum(summary["requests_by_kind"].values()) == 5
 
 
 def test_an_unreachable_api_is_an_error_naming_the_url(data, settings_of):
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     with pytest.raises(ApiUnreachable) as error:
         send_traffic(settings_of("--url", url, "--count", "5", *QUICK), data)
-    assert str(error.value) == f"cannot reach the API at {url}: ConnectionError"
+    assert str(error.value) == (
+        f"cannot reach the API at {url}: ConnectionError; "
+        "start it with make serve (python ml_serving.py) or check --url"
+    )
 
 
 def test_duration_sends_at_the_rate_until_the_time_is_up(fake_api, data, settings_of):
@@ -107,6 +127,18 @@ def test_main_prints_the_summary_and_writes_it_as_json(fake_api, tmp_path, capsy
     assert summary["responses"] == dict(sorted(fake_api.answered.items()))
     assert f"Sent 30 prediction requests to {fake_api.url} in " in out
     assert "Latency (ms)" in out and f"Feedback calls: {summary['feedback_calls']}" in out
+    assert summary["mode"]["drift"] is False
+    assert "\nMode: no drift, invalid share 0, " in out
+
+
+def test_main_names_the_mode_in_the_text_and_the_json(fake_api, tmp_path, capsys):
+    path = tmp_path / "summary.json"
+    argv = ["--url", fake_api.url, "--count", "10", "--drift", "--invalid-share", "0.3"]
+    assert inference.main([*argv, "--summary-json", str(path), *QUICK]) == 0
+    mode = json.loads(path.read_text())["mode"]
+    assert (mode["drift"], mode["invalid_share"], mode["seed"]) == (True, 0.3, 1)
+    out = capsys.readouterr().out
+    assert "\nMode: drift (body_mass_g +1000, flipper_length_mm +20), invalid share 0.3, " in out
 
 
 @pytest.mark.parametrize("fake_api", ["drop_feedback"], indirect=True)
