@@ -298,6 +298,8 @@ class VersionWatcher(Generic[T]):
             except Exception as exc:  # store down, locked or gone: keep what we have
                 self._client, self.error = None, exc
                 log.warning("cannot look up %s: %s", self.pointer.uri, first_line(exc))
+                if self.built is None:
+                    self.reason = f"cannot look up {self.pointer.uri}: {first_line(exc)}"
                 return "unreachable"
             return self._try_build(target, initial)
 

@@ -72,7 +72,8 @@ def validate(model: type[M], data: Any) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ApiError(422, "invalid request", validation_details(exc, data)) from None
+        samples = data if model in (Sample, BatchRequest) else None  # whose pairs to check
+        raise ApiError(422, "invalid request", validation_details(exc, samples)) from None
 
 
 def sample_rows(raw: bytes) -> Rows:

@@ -222,7 +222,7 @@ def test_the_curl_examples_of_readme_and_docs_work_as_written(api_server):
             assert uuid.UUID(json.loads(curl_data(args))["prediction_id"])
         else:
             assert resp.status_code == 200, f"{' '.join(args)} -> {resp.status_code} {resp.text}"
-    routes = {"/health", "/predict", "/predict/batch", "/feedback", "/model/info", "/metrics"}
+    routes = {"/", "/health", "/predict", "/predict/batch", "/feedback", "/model/info", "/metrics"}
     assert routes | {"/openapi.json"} <= paths
 
 

@@ -345,3 +345,8 @@ def test_in_a_batch_every_sample_lists_its_pairs_in_order(client):
         "samples[2].bill_length_mm",
         "samples[2].sex",
     ]
+
+
+def test_feedback_errors_name_only_feedback_fields(client):
+    resp = client.post("/feedback", json={"prediction_id": "x", "actual_species": "Adelie"})
+    assert set(_details(resp)) == {"prediction_id"}

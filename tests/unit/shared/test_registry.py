@@ -149,6 +149,14 @@ def test_an_unreachable_store_keeps_serving_and_reconnects_later(clock):
     assert w.refresh() == "unchanged" and pointer.connects == 2  # a fresh client
 
 
+def test_an_unreachable_store_with_nothing_followed_says_so(clock):
+    pointer = ScriptedPointer()
+    pointer.down = True
+    w = watcher(pointer, clock)
+    assert w.refresh() == "unreachable" and w.current is None
+    assert w.reason == f"cannot look up {pointer.uri}: store down"
+
+
 def test_a_missing_store_file_is_never_asked_about(clock):
     pointer = ScriptedPointer()
     pointer.absent = "no tracking store at /x/mlflow.db: train first with python modelling.py"
