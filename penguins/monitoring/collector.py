@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 
@@ -29,6 +30,62 @@ logger = logging.getLogger(__name__)
 ERROR_SOURCES = ("cpu", "memory", "disk", "prediction_log", "reference")
 
 
+# CPU time in which no work was done for this machine, as node exporter's utilisation
+# rule counts it, so the two lines of the System dashboard agree.
+IDLE_CPU_FIELDS = ("idle", "iowait", "steal")
+# Linux counts guest time inside user and nice as well: summing it would count it twice.
+DOUBLE_COUNTED_CPU_FIELDS = ("guest", "guest_nice")
+# A reading over less wall time than this keeps the older start, so a scrape right
+# after another (or the warm-up collection at start) leaves the next one a real interval.
+MIN_CPU_WINDOW_SECONDS = 0.25
+# The kernel counts CPU time in ticks of 10 ms or less: a few waits always see one.
+TICK_WAITS, TICK_WAIT_SECONDS = 10, 0.02
+
+
+class CpuUsage:
+    """System-wide CPU in use since the previous reading, whichever thread reads it.
+
+    psutil.cpu_percent(interval=None) keeps its previous reading per thread, and the
+    HTTP server answers each scrape on a new thread, which has none: it would measure
+    an interval of almost nothing and report 0.0 under full load, however it was
+    primed at start. One shared reading, taken at start, measures the real interval.
+    """
+
+    def __init__(self) -> None:
+        """Take the first reading now."""
+        self._lock = threading.Lock()
+        self._cpus = psutil.cpu_count() or 1
+        self._start = psutil.cpu_times()
+
+    def percent(self) -> float | None:
+        """Return CPU in use since the previous reading, 0-100; None if no CPU time passes."""
+        with self._lock:
+            # A reading within one clock tick of the start has no interval yet: wait for
+            # one rather than report 0.0, which would claim an idle machine.
+            for _ in range(TICK_WAITS):
+                now = psutil.cpu_times()
+                busy, total = busy_and_total(self._start, now)
+                if total > 0:
+                    break
+                time.sleep(TICK_WAIT_SECONDS)
+            else:
+                return None
+            if total / self._cpus >= MIN_CPU_WINDOW_SECONDS:
+                self._start = now
+        return 100.0 * busy / total
+
+
+def busy_and_total(start: tuple, end: tuple) -> tuple[float, float]:
+    """Return the busy and the total CPU seconds between two psutil.cpu_times() readings."""
+    delta = {
+        field: max(0.0, getattr(end, field) - getattr(start, field))
+        for field in end._fields
+        if field not in DOUBLE_COUNTED_CPU_FIELDS
+    }
+    total = sum(delta.values())
+    return total - sum(delta.get(field, 0.0) for field in IDLE_CPU_FIELDS), total
+
+
 class MonitoringCollector(Collector):
     """Yield the exporter's metric families, read fresh from psutil, the log and MLflow."""
 
@@ -46,9 +103,8 @@ class MonitoringCollector(Collector):
         self._failing: dict[str, str] = {}
         self._lock = threading.Lock()
         self._baseline: tuple[tuple[str, str], DriftBaseline] | None = None
-        # cpu_percent(interval=None) measures since its previous call; the first call
-        # has nothing to compare with and returns 0.0, so make it here.
-        psutil.cpu_percent(interval=None)
+        # Started here, so the first scrape already measures the time since start.
+        self.cpu = CpuUsage()
 
     def describe(self) -> list[Metric]:
         """Return nothing, so registering the collector does not run a collection."""
@@ -92,7 +148,7 @@ class MonitoringCollector(Collector):
         """Yield CPU, memory and disk usage in percent."""
         reads = (
             ("cpu", "system_cpu_usage_percent", "CPU in use since the previous scrape, 0-100",
-             lambda: psutil.cpu_percent(interval=None)),
+             self.cpu.percent),
             ("memory", "system_memory_usage_percent", "Memory in use, 0-100",
              lambda: psutil.virtual_memory().percent),
             ("disk", "system_disk_usage_percent",

@@ -2,9 +2,10 @@
 
 PSI = sum over bins of (actual - expected) * ln(actual / expected), where expected
 and actual are the shares of the reference and the recent inputs in each bin.
-Numeric features are cut at the reference's deciles (outer edges -inf/+inf, so every
-value falls in a bin); categorical features use one bin per code. A share of zero
-is raised to ``EPSILON`` so an empty bin gives a large but finite PSI.
+Numeric features are cut at the reference's deciles, rounded to the precision the
+reference is recorded in (outer edges -inf/+inf, so every value falls in a bin);
+categorical features use one bin per code. A share of zero is raised to ``EPSILON``
+so an empty bin gives a large but finite PSI.
 
 Reading it: below ``PSI_WATCH`` (0.1) the inputs look like the training data;
 0.1-0.2 is worth watching; above ``PSI_DRIFT`` (0.2) the inputs have drifted.
@@ -23,6 +24,11 @@ PSI_WATCH = 0.1
 PSI_DRIFT = 0.2
 DEFAULT_BINS = 10
 EPSILON = 1e-4
+# Measurements are recorded to a few decimals; a column needing more is not rounded.
+MAX_DECIMALS = 6
+PRECISION_TOLERANCE = 1e-9
+# Float noise of a quantile, in units of the data's last decimal, is far below this.
+NOISE_DECIMALS = 6
 
 
 def psi(expected: np.ndarray, actual: np.ndarray, epsilon: float = EPSILON) -> float:
@@ -36,9 +42,28 @@ def psi(expected: np.ndarray, actual: np.ndarray, epsilon: float = EPSILON) -> f
     return float(np.sum((a - e) * np.log(a / e)))
 
 
+def precision_of(values: np.ndarray) -> int | None:
+    """Return the fewest decimals that write every value exactly, or None beyond MAX_DECIMALS."""
+    values = np.asarray(values, dtype="float64")
+    for decimals in range(MAX_DECIMALS + 1):
+        if np.allclose(np.round(values, decimals), values, rtol=0, atol=PRECISION_TOLERANCE):
+            return decimals
+    return None
+
+
 def quantile_edges(reference: np.ndarray, bins: int = DEFAULT_BINS) -> np.ndarray:
-    """Return the inner bin edges at the reference's quantiles (duplicates merged)."""
-    inner = np.quantile(np.asarray(reference, dtype="float64"), np.linspace(0, 1, bins + 1)[1:-1])
+    """Return the inner bin edges at the reference's quantiles, at its precision (ties merged)."""
+    values = np.asarray(reference, dtype="float64")
+    inner = np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1])
+    decimals = precision_of(values)
+    if decimals is not None:
+        # np.quantile computes a decile of 45.8 as 45.800000000000004, so an input of
+        # exactly 45.8 fell one bin lower than the reference's 45.8s. Each edge becomes
+        # the smallest value at the data's precision (0.1 mm, 1 g) not below the decile,
+        # its float noise dropped first: values at that precision split exactly as at
+        # the decile itself, and an input on an edge falls in the bin above it.
+        scale = 10.0**decimals
+        inner = np.ceil(np.round(inner * scale, NOISE_DECIMALS)) / scale
     return np.unique(inner)
 
 

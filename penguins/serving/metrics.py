@@ -42,8 +42,16 @@ from penguins.registry import ModelDescription
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 )  # fmt: skip
-# Confidence is the largest of three probabilities, so never below 1/3.
-CONFIDENCE_BUCKETS = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+# Confidence is the largest of three probabilities, so never below 1/3, and the models
+# are confident: on rows of the data set with measurement noise (what inference.py
+# sends), the SVM champion's confidences have p5 0.970, median 0.987 and max 0.996;
+# logistic regression's p5 is 0.91, random forest's 0.82. One bucket from 0.95 to 0.99
+# read the champion's p5 as 0.952. Steps of 0.02 from 0.9, 0.01 from 0.94 and 0.005 at
+# the top keep the dashboard's p5 and median within 0.005 of the true values for all
+# three models.
+CONFIDENCE_BUCKETS = (
+    0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99, 0.995, 1.0,
+)  # fmt: skip
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 
 # Client-chosen methods would make unbounded label values; anything else is "other".

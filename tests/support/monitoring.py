@@ -6,6 +6,7 @@ them; :func:`log_inputs` writes predictions into a prediction log the way the AP
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 import uuid
@@ -198,3 +199,22 @@ def log_inputs(
         )
     )
     return ids
+
+
+def histogram_quantile(q: float, upper_bounds: Sequence[float], values: Sequence[float]) -> float:
+    """Return the q-quantile Prometheus' histogram_quantile reads from ``values`` in these buckets.
+
+    The buckets are cumulative counts at each upper bound plus +Inf; the quantile is
+    interpolated linearly inside the bucket that holds its rank, the first bucket
+    starting at 0, and a rank in the +Inf bucket reads the largest finite bound.
+    """
+    bounds = list(upper_bounds)
+    ordered = sorted(values)
+    cumulative = [bisect.bisect_right(ordered, bound) for bound in bounds]
+    rank = q * len(ordered)
+    index = bisect.bisect_left(cumulative, rank)
+    if index == len(bounds):
+        return bounds[-1]
+    start = 0.0 if index == 0 else bounds[index - 1]
+    before = 0 if index == 0 else cumulative[index - 1]
+    return start + (bounds[index] - start) * (rank - before) / (cumulative[index] - before)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from penguins.config import PROJECT_DIR, sqlite_uri
+from penguins.monitoring.exporter import INDEX_TEXT, NOT_FOUND_TEXT
 from penguins.predlog import PredictionLog
 from penguins.traffic.inputs import sample_inputs
 from tests.support import ManagedProcess, free_port
@@ -134,3 +136,55 @@ def test_bad_settings_fail_with_a_clear_line(argv, env, code, message):
     result = run_script(*argv, env={**os.environ, **env})
     assert result.returncode == code
     assert message in result.stderr
+
+
+def raw_get(url: str, path: str, method: str = "GET") -> tuple[int, str, str]:
+    """Send ``path`` exactly as written (no dot-segment clean-up); return status, type, body."""
+    host, port = url.split("/")[2].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.request(method, path)
+        resp = conn.getresponse()
+        return resp.status, resp.getheader("Content-Type", ""), resp.read().decode()
+    finally:
+        conn.close()
+
+
+def test_only_metrics_scrapes_and_other_paths_answer_404(tmp_path: Path):
+    stores = ("--prediction-log-uri", sqlite_uri(tmp_path / "p.db"),
+              "--tracking-uri", sqlite_uri(tmp_path / "mlflow.db"))  # fmt: skip
+    with exporter(tmp_path, *stores) as (url, _):
+        status, _, body = raw_get(url, "/metrics")
+        assert status == 200 and "system_memory_usage_percent" in body
+        status, content_type, body = raw_get(url, "/")
+        assert (status, body) == (200, INDEX_TEXT) and content_type.startswith("text/plain")
+        for path in ("/../../etc/passwd", "/metricsx", "/metrics/", "/favicon.ico", "/api"):
+            status, content_type, body = raw_get(url, path)
+            assert (status, body) == (404, NOT_FOUND_TEXT), path
+            assert content_type.startswith("text/plain"), path
+        assert raw_get(url, "/", method="POST")[0] == 405
+
+
+def test_the_first_scrape_measures_cpu_under_load(tmp_path: Path):
+    stores = ("--prediction-log-uri", sqlite_uri(tmp_path / "p.db"),
+              "--tracking-uri", sqlite_uri(tmp_path / "mlflow.db"))  # fmt: skip
+    burn = "print('burning', flush=True)\nwhile True:\n    pass\n"
+    burners: list[ManagedProcess] = []
+    try:
+        for n in range(os.cpu_count() or 1):
+            log_path = tmp_path / f"burn-{n}.log"
+            burners.append(ManagedProcess([sys.executable, "-c", burn], log_path, name=f"burn-{n}"))
+        for burner in burners:
+            burner.wait_for_log("burning")
+        port = free_port()
+        argv = ("--host", "127.0.0.1", "--port", str(port), *stores)
+        with ManagedProcess.python(
+            "prometheus_exporter.py", *argv, log_path=tmp_path / "exporter.log"
+        ) as proc:
+            proc.wait_for_log("serving metrics on")  # no scrape before the one measured
+            cpu = samples(f"http://127.0.0.1:{port}/metrics")[("system_cpu_usage_percent", ())]
+    finally:
+        for burner in burners:
+            burner.stop(timeout=5)
+    # Every CPU runs a busy loop; the old first scrape said 0.0.
+    assert cpu > 50, cpu

@@ -9,11 +9,14 @@ return data: the dashboards, the rules and the metric names of the code agree.
 
 from __future__ import annotations
 
+import math
+import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import requests
@@ -21,11 +24,17 @@ import yaml
 
 from penguins.config import sqlite_uri
 from tests.support import IN_CI, ManagedProcess, free_port, require_binary
-from tests.support.monitoring import JOBS, PROMETHEUS_CONFIG, REPO, panel_queries, rule_files
+from tests.support.monitoring import (
+    JOBS,
+    PROMETHEUS_CONFIG,
+    REPO,
+    panel_queries,
+    rule_files,
+)
 
 SCRIPTS = ("ml_serving.py", "prometheus_exporter.py", "inference.py")
 # Traffic for every panel: predictions with feedback (live accuracy needs 20 labels),
-# invalid requests (4xx), then drifted inputs (PSI needs 200 inputs; above 0.2 it puts
+# invalid requests (4xx), then drifted inputs (PSI needs 500 inputs; above 0.2 it puts
 # MLFeatureDrift in pending, so ALERTS has a series).
 TRAFFIC_RUNS = (
     ("--count", "200", "--feedback-share", "1.0"),
@@ -60,11 +69,22 @@ class Stack:
     node: str
     prometheus: str
 
-    def query(self, expr: str) -> list[dict]:
-        """Return the result vector of an instant query."""
-        resp = requests.get(f"{self.prometheus}/api/v1/query", params={"query": expr}, timeout=10)
+    def query(self, expr: str, at: float | None = None) -> list[dict]:
+        """Return the result vector of an instant query, now or at the Unix time ``at``."""
+        params = {"query": expr} if at is None else {"query": expr, "time": str(at)}
+        resp = requests.get(f"{self.prometheus}/api/v1/query", params=params, timeout=10)
         resp.raise_for_status()
         return resp.json()["data"]["result"]
+
+    def query_until(self, expr: str, done: Callable[[list[dict]], bool]) -> list[dict]:
+        """Return the result of ``expr`` once ``done`` accepts it; fail after DATA_TIMEOUT."""
+        deadline = time.monotonic() + DATA_TIMEOUT
+        while True:
+            result = self.query(expr)
+            if done(result):
+                return result
+            assert time.monotonic() < deadline, f"{expr} never gave what the test needs: {result}"
+            time.sleep(1)
 
 
 def prometheus_config(targets: dict[str, str]) -> dict:
@@ -182,3 +202,65 @@ def test_every_panel_query_returns_data(traffic, summary_line):
     summary_line(f"monitoring e2e: {answered}/{len(queries)} panel queries returned data")
     detail = "\n".join(f"  {uid} / {title}: {expr}" for uid, title, expr in missing)
     assert not missing, f"{len(missing)} panel queries returned no data:\n{detail}"
+
+
+def panel_expr(title: str) -> str:
+    """Return the one query of the panel with this title."""
+    (expr,) = [e for _, t, e in panel_queries() if t == title]
+    return expr
+
+
+def mountpoint_of(path: Path) -> str:
+    """Return where the file system holding ``path`` is mounted."""
+    path = path.resolve()
+    while not os.path.ismount(path):
+        path = path.parent
+    return str(path)
+
+
+def test_the_alerts_table_says_none_fire_when_none_do(traffic):
+    # An hour before the stack started, no alert existed: what the table shows then.
+    before = time.time() - 3600
+    assert traffic.query("ALERTS", at=before) == []
+    rows = traffic.query(panel_expr("Alerts firing or pending"), at=before)
+    assert [row["metric"] for row in rows] == [{"alertname": "none firing or pending"}]
+
+
+def test_p95_by_endpoint_shows_only_routes_with_requests(traffic):
+    rates = traffic.query_until(
+        'job_endpoint:ml_requests:rate5m{job="penguins-api"}',
+        lambda result: any(float(r["value"][1]) > 0 for r in result),
+    )
+    idle = {r["metric"]["endpoint"] for r in rates if float(r["value"][1]) == 0}
+    assert idle, "every route had traffic: nothing shows that idle routes are left out"
+    p95 = traffic.query_until(panel_expr("p95 latency by endpoint"), bool)
+    values = {r["metric"]["endpoint"]: float(r["value"][1]) for r in p95}
+    assert all(math.isfinite(v) for v in values.values()), values
+    assert idle.isdisjoint(values), (idle, values)
+
+
+def test_species_shares_of_the_last_hour_add_up_to_one(traffic):
+    shares = traffic.query_until(panel_expr("Species, last hour"), bool)
+    values = [float(r["value"][1]) for r in shares]
+    assert all(0 <= v <= 1 for v in values), shares
+    assert sum(values) == pytest.approx(1.0, abs=1e-9), shares
+
+
+def test_exporter_and_node_exporter_agree_on_disk_use(traffic):
+    # The exporter watches the project directory's file system (its default --disk-path).
+    mountpoint = mountpoint_of(REPO)
+    node_expr = (
+        f'100 * instance_mountpoint:node_filesystem_usage:ratio{{job="node", '
+        f'mountpoint="{mountpoint}"}}'
+    )
+    reported = {r["metric"]["mountpoint"] for r in traffic.query(
+        'node_filesystem_size_bytes{job="node"}')}  # fmt: skip
+    if mountpoint not in reported:
+        pytest.skip(f"node exporter does not report {mountpoint} (its type is excluded by default)")
+    exporter = traffic.query_until('system_disk_usage_percent{job="penguins-exporter"}', bool)
+    node = traffic.query_until(node_expr, bool)
+    assert len(exporter) == 1 and len(node) >= 1, (exporter, node)
+    ours = float(exporter[0]["value"][1])
+    for series in node:
+        # psutil rounds to 0.1; files written between the two scrapes move it a little.
+        assert float(series["value"][1]) == pytest.approx(ours, abs=0.5), (series, ours)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 from contextlib import closing
 from pathlib import Path
 
@@ -81,11 +82,11 @@ def test_shifted_inputs_drift_on_the_shifted_features_only(log, data, reference)
 
 def test_drift_covers_only_the_newest_window(log, data, reference):
     log_inputs(log, sample_inputs(data, 600, np.random.default_rng(13), drift=True))
-    log_inputs(log, sample_inputs(data, 400, np.random.default_rng(14)), created_at=1e6)
+    log_inputs(log, sample_inputs(data, 500, np.random.default_rng(14)), created_at=1e6)
     assert scrape(log, reference).get_sample_value("ml_drift_detected") == 1
-    recent = scrape(log, reference, drift_window=400)
+    recent = scrape(log, reference, drift_window=500)
     assert recent.get_sample_value("ml_drift_detected") == 0
-    assert recent.get_sample_value("ml_drift_samples") == 400
+    assert recent.get_sample_value("ml_drift_samples") == 500
 
 
 def test_too_few_inputs_or_no_reference_export_no_drift(log, data, reference):
@@ -218,7 +219,8 @@ def test_the_drift_threshold_setting_decides_what_counts_as_drift(log, data, ref
 
 
 def test_every_contract_metric_is_exported_with_its_type(log, data, reference):
-    log_inputs(log, sample_inputs(data, 300, np.random.default_rng(21)))
+    enough = MonitorSettings().drift_min_samples
+    log_inputs(log, sample_inputs(data, enough, np.random.default_rng(21)))
     label(log, data, 30, "1", np.random.default_rng(22))
     families = {family.name: family.type for family in scrape(log, reference).collect()}
     assert families == {
@@ -233,3 +235,66 @@ def test_every_contract_metric_is_exported_with_its_type(log, data, reference):
         "ml_drift_detected": "gauge",
         "exporter_collect_errors": "counter",
     }
+
+
+class FakeCpuTimes:
+    """psutil.cpu_times() of a machine whose CPU seconds the test advances by hand."""
+
+    def __init__(self) -> None:
+        """Start with every CPU time at zero."""
+        real = psutil.cpu_times()
+        self.now = real._replace(**dict.fromkeys(real._fields, 0.0))
+
+    def __call__(self, percpu: bool = False):
+        """Return the current times, as psutil.cpu_times does."""
+        assert not percpu
+        return self.now
+
+    def advance(self, **seconds: float) -> None:
+        """Add CPU seconds to some fields (user, idle, ...)."""
+        self.now = self.now._replace(**{f: getattr(self.now, f) + s for f, s in seconds.items()})
+
+
+def cpu_in_a_new_thread(registry: CollectorRegistry) -> float | None:
+    """Scrape the CPU gauge from a thread of its own, as the HTTP server does per request."""
+    result: list[float | None] = []
+    thread = threading.Thread(
+        target=lambda: result.append(registry.get_sample_value("system_cpu_usage_percent"))
+    )
+    thread.start()
+    thread.join()
+    return result[0]
+
+
+@pytest.fixture
+def cpu_times(monkeypatch) -> FakeCpuTimes:
+    """Replace psutil's CPU times with ones the test moves, on 2 CPUs."""
+    fake = FakeCpuTimes()
+    monkeypatch.setattr(psutil, "cpu_times", fake)
+    monkeypatch.setattr(psutil, "cpu_count", lambda logical=True: 2)
+    return fake
+
+
+def test_cpu_is_measured_between_scrapes_on_different_threads(log, reference, cpu_times):
+    registry = scrape(log, reference)
+    list(registry.collect())  # the exporter's warm-up collection, right after start
+    cpu_times.advance(user=3.0, idle=1.0)  # 2 seconds on 2 CPUs, 3 of the 4 busy
+    assert cpu_in_a_new_thread(registry) == pytest.approx(75.0)
+    cpu_times.advance(system=1.0, idle=2.0, iowait=0.5, steal=0.5)
+    assert cpu_in_a_new_thread(registry) == pytest.approx(25.0)
+
+
+def test_a_reading_right_after_another_keeps_the_longer_interval(log, reference, cpu_times):
+    registry = scrape(log, reference)
+    cpu_times.advance(user=0.1)  # a warm-up 50 ms after start: too short to restart from
+    assert cpu_in_a_new_thread(registry) == pytest.approx(100.0)
+    cpu_times.advance(user=1.9, idle=2.0)
+    assert cpu_in_a_new_thread(registry) == pytest.approx(50.0)  # 2 busy of 4, since start
+
+
+def test_guest_time_is_not_counted_twice(log, reference, cpu_times):
+    if "guest" not in cpu_times.now._fields:
+        pytest.skip("psutil reports no guest time on this platform")
+    registry = scrape(log, reference)
+    cpu_times.advance(user=2.0, guest=2.0, idle=2.0)  # guest time is part of user time
+    assert cpu_in_a_new_thread(registry) == pytest.approx(50.0)

@@ -122,6 +122,24 @@ def test_system_dashboard_compares_exporter_and_node_exporter():
         assert any(name.startswith(prefix) for name in shown), prefix
 
 
+def test_disk_lines_and_the_file_systems_bar_share_one_definition_of_use():
+    # The exporter counts used / (used + available), like df; node exporter's lines
+    # must too, or the two lines for one file system disagree by the root reserve.
+    board = by_uid("penguins-system")
+    node = [
+        target["expr"]
+        for panel in query_panels(board)
+        if panel["title"] in ("Disk usage", "File systems")
+        for target in panel["targets"]
+        if "node" in target["expr"]
+    ]
+    assert len(node) == 2, node
+    for expr in node:
+        assert metric_names(expr) == {"instance_mountpoint:node_filesystem_usage:ratio"}, expr
+    usage = recording_rules()["instance_mountpoint:node_filesystem_usage:ratio"]
+    assert "node_filesystem_free_bytes" in metric_names(usage)
+
+
 def alert_thresholds() -> dict[str, float]:
     """Return metric -> threshold for alerts of the form `<metric selector> (<|>) <number>`."""
     out = {}

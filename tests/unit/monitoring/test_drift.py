@@ -9,8 +9,17 @@ import pandas as pd
 import pytest
 
 from penguins.features import BOUNDS, CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES
-from penguins.monitoring.drift import PSI_DRIFT, PSI_WATCH, DriftBaseline, psi, quantile_edges
+from penguins.monitoring.drift import (
+    PSI_DRIFT,
+    PSI_WATCH,
+    DriftBaseline,
+    precision_of,
+    psi,
+    quantile_edges,
+)
+from penguins.monitoring.settings import MonitorSettings
 from penguins.traffic.inputs import DRIFT_SHIFT, sample_inputs
+from penguins.training.evaluation import split
 
 SHIFTED = set(DRIFT_SHIFT)
 
@@ -57,6 +66,38 @@ def test_quantile_edges_split_the_reference_into_equal_shares():
 
 def test_quantile_edges_merge_ties():
     assert len(quantile_edges(np.array([1.0] * 50 + [2.0] * 50), bins=10)) < 9
+
+
+def test_precision_is_the_fewest_decimals_that_write_every_value():
+    assert precision_of(np.array([3250.0, 4100.0])) == 0
+    assert precision_of(np.array([45.8, 39.1, 40.0])) == 1
+    assert precision_of(np.array([0.125, 1.5])) == 3
+    assert precision_of(np.array([1 / 3])) is None
+
+
+def test_edges_are_exact_at_the_precision_of_the_data(data):
+    # The champion's training split: np.quantile gives 45.800000000000004 for a
+    # bill-length decile of 45.8 there.
+    training = split(data).training
+    bins = DriftBaseline(training).features["bill_length_mm"]
+    assert 45.8 in bins.edges.tolist()
+    for name in NUMERIC_FEATURES:
+        edges = DriftBaseline(training).features[name].edges
+        decimals = precision_of(training[name].to_numpy())
+        assert decimals is not None and decimals <= 1, name
+        assert edges.tolist() == np.round(edges, decimals).tolist(), name
+
+
+def test_an_input_exactly_on_an_edge_falls_in_the_bin_above(data):
+    training = split(data).training
+    baseline = DriftBaseline(training)
+    for name in NUMERIC_FEATURES:
+        bins = baseline.features[name]
+        decimals = precision_of(training[name].to_numpy())
+        # Each edge as a client sends it: written at the data's precision, parsed back.
+        inputs = np.array([float(f"{edge:.{decimals}f}") for edge in bins.edges])
+        counts = bins.counts(inputs)
+        assert counts.tolist() == [0] + [1] * len(bins.edges), (name, bins.edges.tolist())
 
 
 def test_baseline_bins_numeric_features_at_deciles_and_categories_by_code(baseline):
@@ -116,3 +157,17 @@ def test_drift_shifts_the_mean_of_the_shifted_features(data):
     for name in NUMERIC_FEATURES:
         delta = shifted[name].mean() - plain[name].mean()
         assert delta == pytest.approx(DRIFT_SHIFT.get(name, 0.0), abs=1e-6 + 0.01 * abs(delta))
+
+
+def test_noise_alone_stays_under_the_watch_line_at_the_minimum_sample_count(data):
+    # In-distribution windows of the fewest inputs PSI is exported for, drawn as the
+    # traffic draws them, against the champion's training split: noise must not read
+    # as "watch" in more than one window in a hundred.
+    baseline = DriftBaseline(split(data).training)
+    size, windows = MonitorSettings().drift_min_samples, 200
+    rng = np.random.default_rng(2024)
+    over = sum(
+        max(baseline.psi(sample_inputs(data, size, rng)).values()) >= PSI_WATCH
+        for _ in range(windows)
+    )
+    assert over <= windows // 100, f"{over} of {windows} windows of {size} inputs reach {PSI_WATCH}"

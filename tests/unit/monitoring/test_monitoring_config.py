@@ -87,6 +87,39 @@ def test_every_recording_rule_is_used():
     assert set(recorded) - used == set()
 
 
+# A selector of the API's request metrics, with its labels if it has any.
+REQUEST_SELECTOR = re.compile(
+    r"(?<![\w:])(ml_requests_total|ml_request_duration_seconds_(?:bucket|count|sum))(?![\w:])"
+    r"(\{[^}]*\})?"
+)
+SCRAPES_LEFT_OUT = 'endpoint!="/metrics"'
+
+
+def test_job_level_request_rules_leave_scrapes_out_and_per_endpoint_rules_keep_them():
+    # Request rate, statuses, error ratios and latency must all count the same traffic;
+    # per endpoint, /metrics is a line of its own.
+    checked = set()
+    for name, expr in recording_rules().items():
+        selectors = REQUEST_SELECTOR.findall(expr)
+        if not selectors:
+            continue
+        checked.add(name)
+        left_out = [SCRAPES_LEFT_OUT in labels for _, labels in selectors]
+        if name.startswith("job_endpoint:"):
+            assert not any(left_out), f"{name} hides /metrics from the per-endpoint panels"
+        else:
+            assert all(left_out), f"{name} counts Prometheus' scrapes of /metrics"
+    assert {
+        "job:ml_requests:rate5m",
+        "job_status:ml_requests:rate5m",
+        "job:ml_request_errors:ratio_rate5m",
+        "job:ml_request_client_errors:ratio_rate5m",
+        "job_le:ml_request_duration_seconds_bucket:rate5m",
+        "job_endpoint:ml_requests:rate5m",
+        "job_endpoint:ml_request_duration_seconds:p95_5m",
+    } <= checked
+
+
 def test_contract_alerts_are_defined_completely():
     alerts = alert_rules()
     assert set(alerts) == PUBLIC_ALERTS

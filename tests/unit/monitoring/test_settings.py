@@ -49,7 +49,7 @@ def test_defaults():
     assert settings == MonitorSettings()
     assert (settings.host, settings.port) == ("0.0.0.0", 8000)
     assert settings.accuracy_window == 500 and settings.accuracy_min_labels == 20
-    assert settings.drift_window == 1000 and settings.drift_min_samples == 200
+    assert settings.drift_window == 1000 and settings.drift_min_samples == 500
     assert settings.drift_threshold == 0.2 and settings.drift_bins == 10
     assert settings.disk_path == str(PROJECT_DIR) and settings.log_level == "INFO"
     assert settings.tracking_uri == f"sqlite:///{PROJECT_DIR / 'mlflow.db'}"
