@@ -116,6 +116,7 @@ class ServingMetrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         self._define_request_metrics(self.registry)
         self._define_model_metrics(self.registry)
+        self._define_quality_metrics(self.registry)
         for result in RELOAD_RESULTS:
             self.reloads.labels(result)
 
@@ -136,7 +137,7 @@ class ServingMetrics:
         )
 
     def _define_model_metrics(self, reg: CollectorRegistry) -> None:
-        """Define the model metrics: predictions, the served version, feedback, reloads."""
+        """Define the model metrics: predictions, the served version, swaps."""
         self.predictions = Counter(
             "ml_predictions_total",
             "Predictions made (each batch row counts), by algorithm, version and species.",
@@ -157,6 +158,15 @@ class ServingMetrics:
             multiprocess_mode="livemax",
             registry=reg,
         )
+        self.reloads = Counter(
+            "ml_model_reloads_total",
+            "Model swap attempts after start-up, per worker.",
+            ["result"],
+            registry=reg,
+        )
+
+    def _define_quality_metrics(self, reg: CollectorRegistry) -> None:
+        """Define what the answers look like: confidence, batch sizes, feedback."""
         self.confidence = Histogram(
             "ml_prediction_confidence",
             "Confidence (largest probability) of each prediction.",
@@ -180,12 +190,6 @@ class ServingMetrics:
             "ml_feedback_corrections_total",
             "Labels sent again for an already labelled prediction (they replace its label).",
             ["model", "version"],
-            registry=reg,
-        )
-        self.reloads = Counter(
-            "ml_model_reloads_total",
-            "Model swap attempts after start-up, per worker.",
-            ["result"],
             registry=reg,
         )
 

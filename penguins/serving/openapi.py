@@ -66,7 +66,6 @@ def build_openapi(max_batch_size: int, max_body_bytes: int) -> dict:
     schemas = defs["$defs"]
     schemas["BatchRequest"]["properties"]["samples"]["maxItems"] = max_batch_size
     limits = f"At most {max_batch_size} samples per batch and {max_body_bytes} bytes per body."
-    text = {"description": "Prometheus text format", "content": {"text/plain": {}}}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -74,60 +73,66 @@ def build_openapi(max_batch_size: int, max_body_bytes: int) -> dict:
             "version": "1.0.0",
             "description": "Predicts a penguin's species from its measurements. " + limits,
         },
-        "paths": {
-            "/": {
-                "get": {
-                    "summary": "The service, the served model version and the routes",
-                    "responses": {"200": _json(ServiceInfo, "what this service is")},
-                }
-            },
-            "/health": {
-                "get": {
-                    "summary": "Whether the server has a model to predict with",
-                    "responses": {
-                        "200": _json(Health, "a model is loaded"),
-                        "503": _json(Health, "no model loaded: the reason says why"),
-                    },
-                }
-            },
-            "/predict": _post(
-                "Predict the species of one penguin", Sample, Prediction, 400, 413, 415, 422, 503
-            ),
-            "/predict/batch": _post(
-                "Predict the species of several penguins, in order",
-                BatchRequest,
-                BatchPrediction,
-                *(400, 413, 415, 422, 503),
-            ),
-            "/feedback": _post(
-                "Attach the actual species to a prediction",
-                FeedbackRequest,
-                FeedbackResult,
-                *(400, 404, 413, 415, 422),
-            ),
-            "/model/info": {
-                "get": {
-                    "summary": "The served model: registry version, algorithm, test metrics",
-                    "responses": {"200": _json(ModelInfo, "the served model"), **_errors(503)},
-                }
-            },
-            "/metrics": {
-                "get": {
-                    "summary": "Prometheus metrics of all worker processes",
-                    "responses": {"200": text},
-                }
-            },
-            "/openapi.json": {
-                "get": {
-                    "summary": "This document",
-                    "responses": {
-                        "200": {
-                            "description": "OpenAPI 3.1",
-                            "content": {"application/json": {}},
-                        }
-                    },
-                }
-            },
-        },
+        "paths": _paths(),
         "components": {"schemas": schemas},
+    }
+
+
+def _paths() -> dict:
+    """Return the operations of every route."""
+    text = {"description": "Prometheus text format", "content": {"text/plain": {}}}
+    return {
+        "/": {
+            "get": {
+                "summary": "The service, the served model version and the routes",
+                "responses": {"200": _json(ServiceInfo, "what this service is")},
+            }
+        },
+        "/health": {
+            "get": {
+                "summary": "Whether the server has a model to predict with",
+                "responses": {
+                    "200": _json(Health, "a model is loaded"),
+                    "503": _json(Health, "no model loaded: the reason says why"),
+                },
+            }
+        },
+        "/predict": _post(
+            "Predict the species of one penguin", Sample, Prediction, 400, 413, 415, 422, 503
+        ),
+        "/predict/batch": _post(
+            "Predict the species of several penguins, in order",
+            BatchRequest,
+            BatchPrediction,
+            *(400, 413, 415, 422, 503),
+        ),
+        "/feedback": _post(
+            "Attach the actual species to a prediction",
+            FeedbackRequest,
+            FeedbackResult,
+            *(400, 404, 413, 415, 422),
+        ),
+        "/model/info": {
+            "get": {
+                "summary": "The served model: registry version, algorithm, test metrics",
+                "responses": {"200": _json(ModelInfo, "the served model"), **_errors(503)},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics of all worker processes",
+                "responses": {"200": text},
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "responses": {
+                    "200": {
+                        "description": "OpenAPI 3.1",
+                        "content": {"application/json": {}},
+                    }
+                },
+            }
+        },
     }
