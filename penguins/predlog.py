@@ -12,11 +12,12 @@ rows from the ``recent_*`` methods. Its schema carries a version (SQLite's
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,12 +46,15 @@ CREATE TABLE IF NOT EXISTS predictions (
 );
 CREATE INDEX IF NOT EXISTS predictions_feedback
     ON predictions (feedback_at) WHERE feedback_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS log_probe (id INTEGER PRIMARY KEY, probed_at REAL NOT NULL);
 """
 # Each step takes a log from the version before it to its own; a fresh log is created
-# at the newest version directly. Version 1 named the algorithm column model_name.
-SCHEMA_VERSION = 2
+# at the newest version directly. Version 1 named the algorithm column model_name;
+# version 3 adds the one-row table that health checks write to.
+SCHEMA_VERSION = 3
 _MIGRATIONS: dict[int, str] = {
     2: "ALTER TABLE predictions RENAME COLUMN model_name TO algorithm;",
+    3: "CREATE TABLE IF NOT EXISTS log_probe (id INTEGER PRIMARY KEY, probed_at REAL NOT NULL);",
 }
 
 _INSERT = (
@@ -60,6 +64,10 @@ _INSERT = (
     + ", ".join("?" * (6 + len(FEATURES)))
     + ")"
 )
+
+
+class LogUnavailable(RuntimeError):
+    """The log cannot be written now (a full disk, a file gone, a database down)."""
 
 
 @dataclass(frozen=True)
@@ -138,7 +146,7 @@ class PredictionLog:
                 batch.ids, batch.rows, batch.species, batch.confidences, strict=True
             )
         )  # a generator: SQLite takes one row at a time, none kept in memory
-        with self._lock:
+        with self._lock, self._writing():
             conn = self._connect()
             with conn:
                 inserted = conn.executemany(_INSERT, rows).rowcount
@@ -146,6 +154,44 @@ class PredictionLog:
             if self._inserted >= PRUNE_EVERY:
                 self._inserted = 0
                 self._prune(conn)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Turn a failed write into LogUnavailable, and reconnect on the next one.
+
+        Only faults of the database itself count; a broken constraint is a bug, not
+        an outage, and propagates as it is.
+        """
+        try:
+            yield
+        except sqlite3.IntegrityError:
+            raise
+        except (sqlite3.DatabaseError, OSError) as exc:
+            self._drop_connection()
+            raise LogUnavailable(
+                f"the prediction log {self.path} cannot be written: {exc}"
+            ) from exc
+
+    def _drop_connection(self) -> None:
+        """Forget this process's connection, closing it if it still answers."""
+        if self._conn is not None and self._pid == os.getpid():
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+        self._conn = None
+
+    def probe(self) -> str | None:
+        """Write to the log as a prediction would; return why it cannot be written, or None."""
+        try:
+            with self._lock, self._writing():
+                conn = self._connect()
+                with conn:
+                    conn.execute(
+                        "INSERT OR REPLACE INTO log_probe (id, probed_at) VALUES (1, ?)",
+                        (time.time(),),
+                    )
+        except LogUnavailable as exc:
+            return str(exc)
+        return None
 
     def _prune(self, conn: sqlite3.Connection) -> None:
         """Delete all but the newest ``max_rows`` predictions."""
@@ -161,7 +207,7 @@ class PredictionLog:
         A later label replaces the earlier one; :attr:`Feedback.first` tells them apart.
         The write lock is taken before reading, so of concurrent labels exactly one is first.
         """
-        with self._lock:
+        with self._lock, self._writing():
             conn = self._connect()
             with conn:
                 conn.execute("BEGIN IMMEDIATE")

@@ -79,17 +79,18 @@ def error(exc: ApiError) -> Response:
     return Response(exc.to_json(), status=exc.status, mimetype=JSON, headers=dict(exc.headers))
 
 
-def health(served: ServedModel | None, reason: str | None) -> Response:
-    """Answer /health: 200 while a model is loaded, 503 with the reason while none is."""
-    if served is None:
+def health(served: ServedModel | None, problem: str | None) -> Response:
+    """Answer /health: 200 while the server can predict, 503 with the reason while not."""
+    version = None if served is None else served.version
+    if problem is not None:
         unhealthy = Health(
             status="unhealthy",
-            model_loaded=False,
-            model_version=None,
-            reason=reason or "no model loaded yet",
+            model_loaded=served is not None,
+            model_version=version,
+            reason=problem,
         )
         return model(unhealthy, 503)
-    healthy = Health(status="healthy", model_loaded=True, model_version=served.version)
+    healthy = Health(status="healthy", model_loaded=True, model_version=version)
     return Response(healthy.model_dump_json(exclude={"reason"}), mimetype=JSON)
 
 

@@ -7,19 +7,37 @@ runs the model, makes prediction ids, and hands each batch to the prediction log
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from penguins.features import SPECIES
-from penguins.predlog import Feedback, PredictionLog, Predictions
+from penguins.predlog import Feedback, LogUnavailable, PredictionLog, Predictions
 from penguins.serving.errors import ApiError
 from penguins.serving.ids import new_ids
 from penguins.serving.manager import ModelSource
 from penguins.serving.metrics import ServingMetrics
 from penguins.serving.model import ServedModel
+
+# What a client should wait before trying again while the log cannot be written.
+RETRY_AFTER_SECONDS = 5
+PROBE_SECONDS = 1.0
+
+
+@contextlib.contextmanager
+def _log_outage() -> Iterator[None]:
+    """Answer 503 with Retry-After while the log cannot be written: nothing was recorded."""
+    try:
+        yield
+    except LogUnavailable as exc:
+        raise ApiError(
+            503,
+            f"{exc}; nothing was recorded, try again later",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        ) from exc
 
 
 @dataclass(frozen=True)
@@ -40,6 +58,8 @@ class PredictionService:
         self.models = models
         self.log = log
         self.metrics = metrics
+        self._probed_at: float | None = None
+        self._log_problem: str | None = None
 
     def model(self) -> ServedModel:
         """Return the model to answer with, or raise 503 while none is loaded."""
@@ -65,13 +85,15 @@ class PredictionService:
             species=[SPECIES[i] for i in best],
             confidences=[p[i] for p, i in zip(probs, best, strict=True)],
         )
-        self.log.record_predictions(batch)  # committed before we answer: feedback works at once
+        with _log_outage():  # committed before we answer: feedback works at once
+            self.log.record_predictions(batch)
         self.metrics.observe_predictions(batch, is_batch=is_batch)
         return PredictionResult(batch, proba, best, seconds)
 
     def feedback(self, prediction_id: str, actual_species: str) -> Feedback:
         """Attach the actual species to a logged prediction; 404 for an unknown id."""
-        found = self.log.attach_feedback(prediction_id, actual_species)
+        with _log_outage():
+            found = self.log.attach_feedback(prediction_id, actual_species)
         if found is None:
             raise ApiError.at_field(
                 404,
@@ -81,6 +103,19 @@ class PredictionService:
             )
         self.metrics.observe_feedback(found)
         return found
+
+    def problem(self) -> str | None:
+        """Return why this server cannot answer predictions now, or None when it can.
+
+        The log is probed with a real write at most once per PROBE_SECONDS, so a server
+        taken out of a balancer's rotation sees the log recover by itself.
+        """
+        if self.models.current is None:
+            return self.models.reason or "no model loaded yet"
+        now = time.monotonic()
+        if self._probed_at is None or now - self._probed_at >= PROBE_SECONDS:
+            self._probed_at, self._log_problem = now, self.log.probe()
+        return self._log_problem
 
     def close(self) -> None:
         """Stop following the model and close the prediction log."""

@@ -51,9 +51,9 @@ def feedback() -> Response:
 
 @bp.get("/health")
 def health() -> Response:
-    """Say whether a model is loaded: 200 if so, 503 if not."""
-    models = _api().service.models
-    return answers.health(models.current, models.reason)
+    """Say whether the server can predict: a model loaded and the log writable."""
+    service = _api().service
+    return answers.health(service.models.current, service.problem())
 
 
 @bp.get("/model/info")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sqlite3
 import uuid
 
 import pytest
@@ -266,3 +267,65 @@ def test_a_405_names_the_methods_the_route_takes(client, method, path, allowed):
     assert resp.status_code == 405
     assert resp.json["error"] == f"{path} does not take {method.upper()}; it takes {allowed}"
     assert allowed in resp.headers["Allow"]
+
+
+class FullDisk:
+    """A connection stand-in that fails every statement as SQLite does on a full disk."""
+
+    def __init__(self, real) -> None:
+        """Wrap the log's real connection."""
+        self.real = real
+
+    def __getattr__(self, name):
+        """Fail the calls that write; pass the rest through."""
+        if name in ("execute", "executemany"):
+
+            def fail(*args, **kwargs):
+                """Fail as a full disk does."""
+                raise sqlite3.OperationalError("database or disk is full")
+
+            return fail
+        return getattr(self.real, name)
+
+    def __enter__(self):
+        """Open a transaction block."""
+        return self
+
+    def __exit__(self, *exc_info):
+        """Close it, keeping the exception."""
+        return False
+
+
+@pytest.fixture
+def full_disk(monkeypatch, predlog):
+    """Make the app's prediction log fail every write until the returned function is called."""
+    monkeypatch.setattr("penguins.serving.dataplane.PROBE_SECONDS", 0.0)
+    real_connect = predlog._connect
+    monkeypatch.setattr(predlog, "_connect", lambda: FullDisk(real_connect()))
+    return lambda: monkeypatch.setattr(predlog, "_connect", real_connect)
+
+
+def test_an_unwritable_log_answers_503_with_retry_after_then_recovers(client, full_disk, settings):
+    for path, body in [("/predict", SAMPLE), ("/predict/batch", {"samples": [SAMPLE, GENTOO]})]:
+        resp = client.post(path, json=body)
+        assert resp.status_code == 503 and resp.mimetype == "application/json"
+        assert resp.headers["Retry-After"] == "5"
+        assert "cannot be written" in resp.json["error"]
+    health = client.get("/health")
+    assert health.status_code == 503
+    assert health.json["model_loaded"] is True
+    assert "database or disk is full" in health.json["reason"]
+    full_disk()  # the disk has room again
+    assert client.get("/health").status_code == 200  # found by probing, not by a prediction
+    answer = client.post("/predict", json=SAMPLE)
+    assert answer.status_code == 200
+    assert logged_count(settings.prediction_log_uri) == 1  # only what was answered
+    assert logged_row(settings.prediction_log_uri, answer.json["prediction_id"]) is not None
+
+
+def test_feedback_on_an_unwritable_log_answers_503(client, full_disk):
+    pid = client.post("/predict", json=SAMPLE)
+    assert pid.status_code == 503
+    body = {"prediction_id": str(uuid.uuid4()), "actual_species": "Adelie"}
+    resp = client.post("/feedback", json=body)
+    assert resp.status_code == 503 and resp.headers["Retry-After"] == "5"
