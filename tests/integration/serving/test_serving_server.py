@@ -107,6 +107,25 @@ class Load:
 # ---- one server, traffic only ----------------------------------------------------------
 
 
+def test_ids_from_several_workers_are_unique_and_ordered_by_their_millisecond(api_server):
+    def batch_ids(_: int) -> list[str]:
+        body = {"samples": [SAMPLE] * 20}
+        resp = requests.post(f"{api_server.url}/predict/batch", json=body, timeout=TIMEOUT)
+        return [p["prediction_id"] for p in resp.json()["predictions"]]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        batches = list(pool.map(batch_ids, range(60)))
+    every = [i for batch in batches for i in batch]
+    assert len(set(every)) == len(every) == 60 * 20
+    assert all(uuid.UUID(i).version == 7 for i in every)
+    assert all(batch == sorted(batch) for batch in batches)
+    # One request after another, each on a new connection (so any worker may answer):
+    # a later answer never carries an earlier millisecond.
+    sequential = [batch_ids(0)[0] for _ in range(40)]
+    millis = [uuid.UUID(i).int >> 80 for i in sequential]
+    assert millis == sorted(millis)
+
+
 def test_concurrent_requests_reconcile_exactly_with_the_metrics(api_server):
     n = 120
     before = api_server.metrics()

@@ -62,7 +62,7 @@ def test_each_prediction_is_a_prediction_with_the_exact_probabilities():
         assert parsed.prediction_time == 0.0125
         assert parsed.model_version == "7"
         assert parsed.prediction_id == uuid.UUID(pid)
-        assert uuid.UUID(pid).version == 4
+        assert uuid.UUID(pid).version == 7
 
 
 def test_one_prediction_answers_as_json():

@@ -37,7 +37,7 @@ def check_prediction(answer: dict, version: str = "1") -> Prediction:
     assert answer["predicted_species"] == max(probs, key=probs.get)
     assert 0 <= answer["prediction_time"] < 5
     assert answer["model_version"] == version
-    assert uuid.UUID(answer["prediction_id"]).version == 4
+    assert uuid.UUID(answer["prediction_id"]).version == 7
     return parsed
 
 
