@@ -117,7 +117,7 @@ def test_the_exporter_reads_the_log_the_api_wrote(api, tmp_path, trained_store):
         "--host", "127.0.0.1", "--port", str(port), "--prediction-log-uri", api.log_uri,
         "--tracking-uri", trained_store.tracking_uri, "--model-name", trained_store.model_name,
         "--alias", trained_store.alias, "--drift-window", str(drifted),
-        "--accuracy-window", "100000",
+        "--drift-min-samples", str(drifted), "--accuracy-window", "100000",
     )  # fmt: skip
     log_path = tmp_path / "exporter.log"
     with ManagedProcess.python("prometheus_exporter.py", *argv, log_path=log_path) as exporter:
