@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import uuid
 
+import numpy as np
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Histogram, values
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.parser import text_string_to_metric_families
 
 from penguins.features import SPECIES
 from penguins.registry import ModelDescription
-from penguins.serving.metrics import ServingMetrics, WrittenFilesCollector, method_label
+from penguins.serving.metrics import (
+    ServingMetrics,
+    WrittenFilesCollector,
+    method_label,
+    observe_many,
+)
 from tests.support.samples import GENTOO, SAMPLE
 
 
@@ -193,3 +199,31 @@ def test_a_new_workers_empty_metric_file_does_not_break_the_scrape(tmp_path):
     registry = CollectorRegistry()
     registry.register(WrittenFilesCollector(str(tmp_path)))
     assert registry.get_sample_value("ml_feedback_total") == 3.0
+
+
+@pytest.mark.parametrize("mode", ["single process", "multiprocess"])
+def test_bulk_observe_writes_what_observe_writes_value_by_value(mode, tmp_path, monkeypatch):
+    """Pin observe_many to this prometheus_client's own observe(), in both value modes."""
+    if mode == "multiprocess":
+        monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+        monkeypatch.setattr(values, "ValueClass", values.MultiProcessValue(lambda: 4242))
+    rng = np.random.default_rng(7)
+    bounds = (0.4, 0.5, 0.9, 0.95, 0.99, 1.0)
+    amounts = [*rng.uniform(0.33, 1.0, 5000), *bounds, 0.0, 1.0, 0.95]  # edges land as observe's
+    one, many = CollectorRegistry(), CollectorRegistry()
+    by_one = Histogram("c", "per value", ["model"], buckets=bounds, registry=one).labels("svm")
+    by_many = Histogram("c", "in bulk", ["model"], buckets=bounds, registry=many).labels("svm")
+    for amount in amounts:
+        by_one.observe(amount)
+    observe_many(by_many, amounts[:2500])
+    observe_many(by_many, amounts[2500:])
+    observe_many(by_many, [])
+    for bound in (*bounds, float("inf")):
+        le = {"model": "svm", "le": str(bound) if bound != float("inf") else "+Inf"}
+        assert many.get_sample_value("c_bucket", le) == one.get_sample_value("c_bucket", le)
+    count = {"model": "svm"}
+    assert many.get_sample_value("c_count", count) == len(amounts)
+    assert many.get_sample_value("c_sum", count) == pytest.approx(
+        one.get_sample_value("c_sum", count), rel=1e-12
+    )
+    assert bool(list(tmp_path.glob("histogram_*.db"))) == (mode == "multiprocess")
