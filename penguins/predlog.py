@@ -13,6 +13,7 @@ rows from the ``recent_*`` methods. Its schema carries a version (SQLite's
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
 import threading
@@ -23,6 +24,8 @@ from pathlib import Path
 
 from penguins.config import sqlite_path
 from penguins.features import FEATURES
+
+_log = logging.getLogger(__name__)
 
 DEFAULT_MAX_ROWS = 1_000_000
 # Pruning scans nothing but the primary key; doing it every N inserts keeps it rare.
@@ -123,18 +126,30 @@ class PredictionLog:
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
         self._inserted = 0
-        with self._lock:
-            _open_schema(self._connect())
+        try:
+            with self._lock:
+                self._connect()
+        except (sqlite3.DatabaseError, OSError) as exc:
+            if not self.path.exists():
+                raise  # a log that cannot even be created: the URI is wrong
+            # An existing log that cannot be opened now (a full disk cannot take its
+            # WAL index): start anyway; each write tries again and answers 503 meanwhile.
+            _log.warning("prediction log %s not writable yet: %s", self.path, exc)
 
     def _connect(self) -> sqlite3.Connection:
-        """Return this process's connection, opening a fresh one after a fork."""
+        """Return this process's connection, opening it (and its schema) after a fork."""
         if self._conn is None or self._pid != os.getpid():
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode: a commit survives a process crash; only a power
-            # loss can drop the last transactions, and it costs no fsync per request.
-            conn.execute("PRAGMA synchronous=NORMAL")
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                # NORMAL in WAL mode: a commit survives a process crash; only a power
+                # loss can drop the last transactions, and it costs no fsync per request.
+                conn.execute("PRAGMA synchronous=NORMAL")
+                _open_schema(conn)
+            except BaseException:
+                conn.close()
+                raise
             self._conn, self._pid = conn, os.getpid()
         return self._conn
 
@@ -248,22 +263,34 @@ class PredictionLog:
             self._conn = None
 
 
+def _schema_version(conn: sqlite3.Connection) -> int:
+    """Return the schema version of the log (0: no table yet), refusing one newer than ours."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'predictions'"
+    ).fetchone()
+    if exists and version == 0:
+        version = 1  # logs from before the schema carried a version
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"prediction log schema version {version} is newer than this code's "
+            f"({SCHEMA_VERSION}): upgrade the code or use another log"
+        )
+    return version
+
+
 def _open_schema(conn: sqlite3.Connection) -> None:
-    """Create the table at the newest version, or migrate an older log forward."""
+    """Create the table at the newest version, or migrate an older log forward.
+
+    A log already at the newest version is only read: a worker that starts while the
+    disk is full must still start, and answer 503 until the log can be written.
+    """
+    if _schema_version(conn) == SCHEMA_VERSION:
+        return
     with conn:
         conn.execute("BEGIN IMMEDIATE")  # one process migrates; the others wait, then see it
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        exists = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'predictions'"
-        ).fetchone()
-        if exists and version == 0:
-            version = 1  # logs from before the schema carried a version
-        if version > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"prediction log schema version {version} is newer than this code's "
-                f"({SCHEMA_VERSION}): upgrade the code or use another log"
-            )
-        if exists:
+        version = _schema_version(conn)
+        if version:
             for step in range(version + 1, SCHEMA_VERSION + 1):
                 for statement in filter(str.strip, _MIGRATIONS[step].split(";")):
                     conn.execute(statement)

@@ -16,6 +16,8 @@ import pytest
 import requests
 
 from penguins.config import sqlite_uri
+from penguins.predlog import LogUnavailable, PredictionLog, Predictions
+from penguins.serving.ids import new_ids
 from tests.support import IN_CI
 from tests.support.predlog import logged_ids
 from tests.support.samples import GENTOO, SAMPLE
@@ -70,6 +72,7 @@ def test_a_full_disk_gives_503_then_the_server_recovers_by_itself(serve, trained
         {"MLFLOW_TRACKING_URI": trained_store.tracking_uri, "PREDICTION_LOG_URI": log_uri}
     )
     server.wait_ready()
+    server.process.wait_for_log("serving penguins-classifier", 2)  # both workers booted
     answered = [requests.post(f"{server.url}/predict", json=SAMPLE, timeout=TIMEOUT).json()]
     filler = fill(small_disk)
     statuses = set()
@@ -84,10 +87,26 @@ def test_a_full_disk_gives_503_then_the_server_recovers_by_itself(serve, trained
             break
     assert 503 in statuses and 500 not in statuses
     health = wait_for_health(server.url, 503)
-    assert health.status_code == 503 and "full" in health.json()["reason"]
+    assert health.status_code == 503 and "cannot be written" in health.json()["reason"]
     filler.unlink()  # room again: nothing but the log's own probe finds it out
     assert wait_for_health(server.url, 200).status_code == 200
     resp = requests.post(f"{server.url}/predict/batch", json=BATCH, timeout=TIMEOUT)
     assert resp.status_code == 200
     answered += resp.json()["predictions"]
     assert {a["prediction_id"] for a in answered} <= set(logged_ids(log_uri))
+
+
+def test_a_current_log_opens_on_a_full_disk_and_says_it_cannot_be_written(small_disk):
+    uri = sqlite_uri(small_disk / "predictions.db")
+    PredictionLog(uri).close()
+    filler = fill(small_disk)
+    log = PredictionLog(uri)  # a worker starting now must start
+    assert "cannot be written" in log.probe()  # "disk I/O error": no room for the WAL index
+    rows = [(39.1, 18.7, 181.0, 3750.0, 0, 1)] * 5000
+    batch = Predictions(new_ids(5000), 1.0, "svm", "1", rows, ["Adelie"] * 5000, [0.9] * 5000)
+    with pytest.raises(LogUnavailable, match="cannot be written"):
+        log.record_predictions(batch)
+    filler.unlink()
+    assert log.probe() is None
+    log.record_predictions(batch)
+    assert len(logged_ids(uri)) == 5000
