@@ -8,15 +8,18 @@ version beside the current one, and swaps it in only once it is built.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+import requests
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
@@ -57,13 +60,72 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+# urllib3 says "Retrying (...)" on this logger before MLflow's last attempt; the failure
+# that follows is reported on its own, so the retry line only repeats it at length.
+RETRY_LOGGER = "urllib3.connectionpool"
+
+
+def _drop_retries(record: logging.LogRecord) -> bool:
+    """Return False for urllib3's retry warning, True for every other record."""
+    return not str(record.msg).startswith("Retrying")
+
+
+@contextlib.contextmanager
+def quiet_retries() -> Iterator[None]:
+    """Keep urllib3's retry warnings out of the log while the block runs, and only then."""
+    logger = logging.getLogger(RETRY_LOGGER)
+    logger.addFilter(_drop_retries)
+    try:
+        yield
+    finally:
+        logger.removeFilter(_drop_retries)
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """Return an exception and the chain of exceptions behind it, outermost first."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def unreachable_reason(exc: BaseException) -> str | None:
+    """Return why no connection to the server was made, or None when one was."""
+    chain = _causes(exc)
+    # The innermost operating-system error says it best; urllib3's own classes overlap
+    # (a refused connection is a kind of connect timeout to urllib3).
+    for cause in reversed(chain):
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, socket.gaierror):
+            return "host name not found"
+        if isinstance(cause, TimeoutError):
+            return "no answer in time"
+    if any(isinstance(cause, requests.ConnectionError) for cause in chain):
+        return "no connection"
+    return None
+
+
 def connect(tracking_uri: str) -> MlflowClient:
-    """Return a client for the store, checking that the store answers."""
+    """Return a client for the store, checking that the store answers.
+
+    A tracking server that cannot be reached is said in one short line, without
+    urllib3's retry warnings; every script reaches its store through here.
+    """
     limit_http_retries()
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
-        client.search_experiments(max_results=1)
+        with quiet_retries():
+            client.search_experiments(max_results=1)
     except Exception as exc:  # MLflow raises many kinds here (HTTP, SQLAlchemy, OS errors)
+        reason = unreachable_reason(exc)
+        if reason is not None and tracking_uri.startswith(("http://", "https://")):
+            raise StoreError(
+                f"cannot reach the MLflow tracking server at {tracking_uri}: {reason}; "
+                "start it or check --tracking-uri (MLFLOW_TRACKING_URI)"
+            ) from exc
         raise StoreError(f"cannot use tracking store {tracking_uri}: {first_line(exc)}") from exc
     return client
 

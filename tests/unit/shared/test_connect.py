@@ -8,15 +8,9 @@ import socket
 
 import pytest
 import requests
+from mlflow import MlflowClient
 
-from penguins.registry import StoreError
-from penguins.training import workflow
-from penguins.training.workflow import (
-    RETRY_LOGGER,
-    connect_for_training,
-    quiet_retries,
-    unreachable_reason,
-)
+from penguins.registry import RETRY_LOGGER, StoreError, connect, quiet_retries, unreachable_reason
 
 URI = "http://127.0.0.1:9"
 
@@ -55,16 +49,16 @@ def test_a_server_that_answered_is_not_unreachable():
 
 
 def test_an_unreachable_server_is_one_short_line(monkeypatch, caplog):
-    def refused(uri: str):
-        """Log urllib3's retry line and fail as registry.connect does when nothing listens."""
+    def refused(self, **kwargs):
+        """Log urllib3's retry line and fail as MLflow does when nothing listens."""
         logging.getLogger(RETRY_LOGGER).warning(
             "Retrying (%r) after %s: %s", "Retry", "x" * 300, "/"
         )
         raise store_error(ConnectionRefusedError(111, "Connection refused"))
 
-    monkeypatch.setattr(workflow, "connect", refused)
+    monkeypatch.setattr(MlflowClient, "search_experiments", refused)
     with pytest.raises(StoreError) as raised:
-        connect_for_training(URI)
+        connect(URI)
     assert str(raised.value) == (
         f"cannot reach the MLflow tracking server at {URI}: connection refused; "
         "start it or check --tracking-uri (MLFLOW_TRACKING_URI)"
@@ -72,17 +66,15 @@ def test_an_unreachable_server_is_one_short_line(monkeypatch, caplog):
     assert "Retrying" not in caplog.text
 
 
-def test_other_store_errors_pass_unchanged(monkeypatch):
-    error = StoreError(f"cannot use tracking store {URI}: error code 501 != 200")
+def test_a_server_that_answers_wrongly_keeps_its_own_message(monkeypatch):
+    def answered(self, **kwargs):
+        """Fail as MLflow does when a server answers, but not as MLflow."""
+        raise RuntimeError("error code 501 != 200\nand a long body")
 
-    def answered(uri: str):
-        """Fail as registry.connect does when a server answers, but not as MLflow."""
-        raise error
-
-    monkeypatch.setattr(workflow, "connect", answered)
+    monkeypatch.setattr(MlflowClient, "search_experiments", answered)
     with pytest.raises(StoreError) as raised:
-        connect_for_training(URI)
-    assert raised.value is error
+        connect(URI)
+    assert str(raised.value) == f"cannot use tracking store {URI}: error code 501 != 200"
 
 
 def test_retry_lines_are_silenced_only_inside_the_block(caplog):
