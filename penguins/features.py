@@ -76,10 +76,18 @@ def canonical_name(feature: str, name: str) -> str | None:
     return _BY_LOWER_NAME[feature].get(name.strip().lower())
 
 
+_CODE_BY_LOWER_NAME: dict[str, dict[str, int]] = {
+    feature: {name.lower(): code for name, code in codes.items()}
+    for feature, codes in CATEGORY_CODES.items()
+}
+
+
 def code_of(feature: str, name: str) -> int | None:
-    """Return the code of a category name, in any case; None for an unknown name."""
-    canonical = canonical_name(feature, name)
-    return None if canonical is None else CATEGORY_CODES[feature][canonical]
+    """Return the code of a category name, in any case; None for an unknown name.
+
+    One dictionary look-up: the batch fast path calls it for every sample sent by name.
+    """
+    return _CODE_BY_LOWER_NAME[feature].get(name.strip().lower())
 
 
 def clean(raw: pd.DataFrame) -> pd.DataFrame:
