@@ -11,6 +11,7 @@ from bench.settings import BenchSettings
 from bench.suite import alternating, spec_of
 from penguins.config import DEFAULT_DATA_PATH, PROJECT_DIR, parse_settings
 from penguins.features import FEATURES, load_dataset
+from tests.support.samples import SAMPLE
 
 MODEL = "models:/penguins-classifier@champion"
 
@@ -43,14 +44,7 @@ def test_each_server_gets_the_same_rows_in_its_own_request_shape():
     mlflow = servers.mlflow_serve("mlflow", "u", MODEL, 2)
     frame = servers.rows(3)
     one = json.loads(servers.body(ours, frame, batch=False))
-    assert one == {
-        "bill_length_mm": 39.1,
-        "bill_depth_mm": 18.7,
-        "flipper_length_mm": 181.0,
-        "body_mass_g": 3750.0,
-        "island_encoded": 0,
-        "sex_encoded": 1,
-    }
+    assert one == SAMPLE  # the data set's first row
     assert isinstance(one["island_encoded"], int)
     assert json.loads(servers.body(ours, frame, batch=True)) == {
         "samples": json.loads(servers.body(mlflow, frame, batch=True))["dataframe_records"]
