@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime
+from itertools import repeat
 from typing import Annotated, Literal
 from uuid import UUID
 
+import numpy as np
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -274,6 +276,7 @@ _CODES = {
     "island": frozenset(ISLAND_CODES.values()),
     "sex": frozenset(SEX_CODES.values()),
 }
+_NUMBER_TYPES = frozenset((int, float))
 
 
 def _fast_code(sample: dict, kind: str) -> int | None:
@@ -288,6 +291,59 @@ def _fast_code(sample: dict, kind: str) -> int | None:
     return None
 
 
+def _measurement_column(samples: list[dict], name: str, low: float, high: float):
+    """Return one measurement of every sample as floats, or None unless all plainly valid."""
+    column = list(map(dict.get, samples, repeat(name)))
+    kinds = set(map(type, column))  # exact types: no bools, no str, no None (missing)
+    if not kinds <= _NUMBER_TYPES:
+        return None
+    if int in kinds:
+        column = list(map(float, column))
+    values = np.fromiter(column, dtype=float, count=len(column))
+    # NaN fails both comparisons, infinities the bounds.
+    return column if bool(((values >= low) & (values <= high)).all()) else None
+
+
+def _code_column(samples: list[dict], kind: str) -> list[int] | None:
+    """Return one pair's code of every sample, all given as codes or all as names; or None."""
+    codes = list(map(dict.get, samples, repeat(f"{kind}_encoded")))
+    kinds = set(map(type, codes))
+    if kinds == {int}:
+        return codes if set(codes) <= _CODES[kind] else None
+    if kinds != {type(None)}:
+        return None
+    names = list(map(dict.get, samples, repeat(kind)))
+    if set(map(type, names)) != {str}:
+        return None
+    table = {name: code_of(f"{kind}_encoded", name) for name in set(names)}
+    if None in table.values():
+        return None
+    return list(map(table.__getitem__, names))
+
+
+def _columnar_rows(samples: list) -> list[tuple[float | int, ...]] | None:
+    """Return the rows of samples that are uniform and plainly valid, a column at a time.
+
+    Each check runs over a whole column in C (map, set, numpy), not sample by sample;
+    mixed samples (some pairs by code, some by name) are left to the row-wise path.
+    """
+    if set(map(type, samples)) != {dict} or set(map(len, samples)) != {6}:
+        return None
+    columns = []
+    for name, low, high in _MEASUREMENTS:
+        column = _measurement_column(samples, name, low, high)
+        if column is None:
+            return None
+        columns.append(column)
+    for kind in ("island", "sex"):
+        codes = _code_column(samples, kind)
+        if codes is None:
+            return None
+        columns.append(codes)
+    # Six keys, the four measurements and one key of each pair present: nothing else is.
+    return list(zip(*columns, strict=True))
+
+
 def fast_rows(samples: object) -> list[tuple[float | int, ...]] | None:
     """Return the model rows of samples that Sample would accept, or None if any might fail.
 
@@ -297,6 +353,10 @@ def fast_rows(samples: object) -> list[tuple[float | int, ...]] | None:
     """
     if type(samples) is not list or not samples:
         return None
+    if len(samples) > 1:
+        rows = _columnar_rows(samples)
+        if rows is not None:
+            return rows
     (n1, lo1, hi1), (n2, lo2, hi2), (n3, lo3, hi3), (n4, lo4, hi4) = _MEASUREMENTS
     rows = []
     append = rows.append

@@ -350,3 +350,44 @@ def test_in_a_batch_every_sample_lists_its_pairs_in_order(client):
 def test_feedback_errors_name_only_feedback_fields(client):
     resp = client.post("/feedback", json={"prediction_id": "x", "actual_species": "Adelie"})
     assert set(_details(resp)) == {"prediction_id"}
+
+
+def expected_rows(samples: list) -> list[tuple] | None:
+    """Return what the models make of samples, or None when any is refused."""
+    try:
+        return [Sample.model_validate(s).row() for s in samples]
+    except ValidationError:
+        return None
+
+
+@pytest.mark.parametrize("sample", FAST_PATH_CASES)
+@pytest.mark.parametrize(
+    "batch",
+    [lambda s: [s, s, s], lambda s: [SAMPLE, s], lambda s: [SAMPLE_BY_NAME, s, SAMPLE_BY_NAME]],
+    ids=["alone", "after a code", "among names"],
+)
+def test_fast_rows_of_a_batch_agree_with_the_models_column_by_column(sample, batch):
+    samples = batch(sample)
+    expected = expected_rows(samples)
+    rows = fast_rows(samples)
+    if expected is None:
+        assert rows is None
+    else:
+        assert rows in (None, expected)
+        assert rows is None or [[type(v) for v in r] for r in rows] == [
+            [type(v) for v in r] for r in expected
+        ]
+
+
+@pytest.mark.parametrize(
+    "samples",
+    [
+        [SAMPLE] * 5,
+        [SAMPLE_BY_NAME] * 5,
+        [SAMPLE, SAMPLE_BY_NAME, {**SAMPLE, "bill_length_mm": 39}],
+        [{**without(SAMPLE_BY_NAME, "island"), "island": n} for n in ("dream", " DREAM", "Dream")],
+    ],
+    ids=["codes", "names", "mixed", "spellings"],
+)
+def test_fast_rows_takes_uniform_valid_batches(samples):
+    assert fast_rows(samples) == expected_rows(samples)
