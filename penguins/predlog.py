@@ -13,6 +13,7 @@ rows from the ``recent_*`` methods. Its schema carries a version (SQLite's
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import sqlite3
@@ -60,13 +61,20 @@ _MIGRATIONS: dict[int, str] = {
     3: "CREATE TABLE IF NOT EXISTS log_probe (id INTEGER PRIMARY KEY, probed_at REAL NOT NULL);",
 }
 
-_INSERT = (
+_INSERT_COLUMNS = (
     "INSERT INTO predictions (id, created_at, algorithm, model_version, "
     + ", ".join(FEATURES)
-    + ", predicted_species, confidence) VALUES ("
-    + ", ".join("?" * (6 + len(FEATURES)))
-    + ")"
+    + ", predicted_species, confidence) VALUES "
 )
+_ROW = "(" + ", ".join("?" * (6 + len(FEATURES))) + ")"
+_INSERT = _INSERT_COLUMNS + _ROW
+# Rows per multi-row INSERT: one statement binds them all (SQLite takes at most 32,766
+# parameters), which costs about a quarter less than stepping a statement per row.
+CHUNK_ROWS = 2_000
+_INSERT_CHUNK = _INSERT_COLUMNS + ", ".join(itertools.repeat(_ROW, CHUNK_ROWS))
+# With upkeep in the background, a committing request still checkpoints once the WAL
+# reaches this many pages (64 MiB): the bound should the upkeep thread fall behind.
+UPKEEP_WAL_PAGES = 16_384
 
 
 class LogUnavailable(RuntimeError):
@@ -118,14 +126,25 @@ def log_path(uri: str) -> Path:
 class PredictionLog:
     """Append predictions, attach feedback, and read recent windows for monitoring."""
 
-    def __init__(self, uri: str, max_rows: int = DEFAULT_MAX_ROWS) -> None:
-        """Open the log at a ``sqlite:///PATH`` URI, creating or migrating it as needed."""
+    def __init__(
+        self, uri: str, max_rows: int = DEFAULT_MAX_ROWS, *, upkeep_seconds: float | None = None
+    ) -> None:
+        """Open the log at a ``sqlite:///PATH`` URI, creating or migrating it as needed.
+
+        With ``upkeep_seconds``, each writing process prunes and checkpoints the log in a
+        thread of its own at that interval, off the request path: a request then pays
+        for its insert alone, not for a prune or for SQLite copying the WAL back into
+        the database (a checkpoint, with its fsync). Without it, the writer prunes after
+        every PRUNE_EVERY rows and SQLite checkpoints on commit, as scripts expect.
+        """
         self.path = log_path(uri)
         self.max_rows = max_rows
+        self.upkeep_seconds = upkeep_seconds
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
         self._inserted = 0
+        self._upkeep: _Upkeep | None = None
         try:
             with self._lock:
                 self._connect()
@@ -146,6 +165,8 @@ class PredictionLog:
                 # NORMAL in WAL mode: a commit survives a process crash; only a power
                 # loss can drop the last transactions, and it costs no fsync per request.
                 conn.execute("PRAGMA synchronous=NORMAL")
+                if self.upkeep_seconds is not None:
+                    conn.execute(f"PRAGMA wal_autocheckpoint={UPKEEP_WAL_PAGES}")
                 _open_schema(conn)
             except BaseException:
                 conn.close()
@@ -155,20 +176,39 @@ class PredictionLog:
 
     def record_predictions(self, batch: Predictions) -> None:
         """Append one request's predictions in one committed transaction."""
-        rows = (
+        rows = [
             (pid, batch.created_at, batch.algorithm, batch.model_version, *row, name, confidence)
             for pid, row, name, confidence in zip(
                 batch.ids, batch.rows, batch.species, batch.confidences, strict=True
             )
-        )  # a generator: SQLite takes one row at a time, none kept in memory
+        ]
+        whole = len(rows) - len(rows) % CHUNK_ROWS
         with self._lock, self._writing():
             conn = self._connect()
             with conn:
-                inserted = conn.executemany(_INSERT, rows).rowcount
-            self._inserted += inserted
-            if self._inserted >= PRUNE_EVERY:
+                for start in range(0, whole, CHUNK_ROWS):
+                    chunk = itertools.chain.from_iterable(rows[start : start + CHUNK_ROWS])
+                    conn.execute(_INSERT_CHUNK, tuple(chunk))
+                conn.executemany(_INSERT, rows[whole:])
+            self._inserted += len(rows)
+            if self.upkeep_seconds is not None:
+                self._start_upkeep()
+            elif self._inserted >= PRUNE_EVERY:
                 self._inserted = 0
                 self._prune(conn)
+
+    def _start_upkeep(self) -> None:
+        """Start this process's upkeep thread, once: only writers (workers, not the master)."""
+        if self._upkeep is None or self._upkeep.pid != os.getpid():
+            self._upkeep = _Upkeep(self, self.upkeep_seconds or 1.0)
+
+    def upkeep(self, conn: sqlite3.Connection) -> None:
+        """Prune if this process wrote since the last upkeep, then checkpoint what it can."""
+        if self._inserted:
+            self._inserted = 0
+            self._prune(conn)
+        # PASSIVE: copy what no reader still needs, waiting for no one.
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
@@ -256,11 +296,47 @@ class PredictionLog:
             return self._connect().execute(sql, (limit,)).fetchall()
 
     def close(self) -> None:
-        """Close this process's connection."""
+        """Stop this process's upkeep and close its connection."""
+        if self._upkeep is not None and self._upkeep.pid == os.getpid():
+            self._upkeep.stop()
         with self._lock:
             if self._conn is not None and self._pid == os.getpid():
                 self._conn.close()
             self._conn = None
+
+
+class _Upkeep:
+    """A thread of one process that prunes and checkpoints a log on its own connection."""
+
+    def __init__(self, log: PredictionLog, seconds: float) -> None:
+        """Start keeping ``log`` every ``seconds``."""
+        self.pid = os.getpid()
+        self._log, self._seconds = log, seconds
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="predlog-upkeep", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        """Keep the log until stopped; a failed round is logged and tried again."""
+        conn: sqlite3.Connection | None = None
+        while not self._stopped.wait(self._seconds):
+            try:
+                if conn is None:
+                    conn = sqlite3.connect(self._log.path, timeout=30)
+                self._log.upkeep(conn)
+            except sqlite3.Error as exc:  # a full disk, a file gone: the next round retries
+                _log.debug("prediction log upkeep failed: %s", exc)
+                if conn is not None:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.close()
+                conn = None
+        if conn is not None:
+            conn.close()
+
+    def stop(self) -> None:
+        """Stop the thread and wait for its round to end."""
+        self._stopped.set()
+        self._thread.join(timeout=5)
 
 
 def _schema_version(conn: sqlite3.Connection) -> int:

@@ -52,6 +52,10 @@ class ApiContext:
         self.service.close()
 
 
+# Each worker prunes and checkpoints its log this often, off the request path.
+LOG_UPKEEP_SECONDS = 0.5
+
+
 def create_app(
     settings: ServingSettings | None = None,
     *,
@@ -70,7 +74,9 @@ def create_app(
         manager.refresh()
         models = manager
     predlog = predlog or PredictionLog(
-        settings.prediction_log_uri, max_rows=settings.prediction_log_max_rows
+        settings.prediction_log_uri,
+        max_rows=settings.prediction_log_max_rows,
+        upkeep_seconds=LOG_UPKEEP_SECONDS,
     )
     service = PredictionService(models, predlog, metrics)
     app.register_blueprint(bp)

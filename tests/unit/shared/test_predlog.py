@@ -163,3 +163,60 @@ def test_a_log_from_newer_code_is_refused_with_a_clear_message(log_uri):
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(RuntimeError, match="newer than this code"):
         PredictionLog(log_uri)
+
+
+def test_a_batch_longer_than_a_chunk_is_logged_whole_and_in_order(log_uri):
+    n = 2 * predlog.CHUNK_ROWS + 7  # two multi-row statements and a remainder
+    rows = [(30.0 + i / 1000, 18.7, 181.0, 3750.0, i % 3, i % 2) for i in range(n)]
+    rec = Predictions(
+        ids=[str(uuid.uuid4()) for _ in range(n)],
+        created_at=2.0,
+        algorithm="svm",
+        model_version="4",
+        rows=rows,
+        species=["Gentoo"] * n,
+        confidences=[i / n for i in range(n)],
+    )
+    PredictionLog(log_uri).record_predictions(rec)
+    assert logged_ids(log_uri) == list(rec.ids)
+    for i in (0, predlog.CHUNK_ROWS - 1, predlog.CHUNK_ROWS, n - 1):
+        row = logged_row(log_uri, rec.ids[i])
+        assert (row["bill_length_mm"], row["island_encoded"], row["sex_encoded"]) == (
+            rows[i][0],
+            i % 3,
+            i % 2,
+        )
+        assert row["confidence"] == i / n
+        assert row["model_version"] == "4"
+
+
+def test_upkeep_prunes_and_checkpoints_off_the_writer(log_uri, monkeypatch):
+    monkeypatch.setattr(predlog, "PRUNE_EVERY", 10)
+    log = PredictionLog(log_uri, max_rows=15, upkeep_seconds=3600)  # never on its own
+    records = [batch(5) for _ in range(10)]
+    for rec in records:
+        log.record_predictions(rec)
+    assert logged_count(log_uri) == 50, "the writer itself never prunes"
+    with contextlib.closing(sqlite3.connect(log_path(log_uri))) as conn:
+        log.upkeep(conn)
+        busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert logged_count(log_uri) == 15
+    assert logged_row(log_uri, records[-1].ids[-1]) is not None
+    assert logged_row(log_uri, records[0].ids[0]) is None
+    assert (busy, copied) == (0, frames), "upkeep left every frame checkpointed"
+    log.close()
+
+
+def test_the_upkeep_thread_prunes_by_itself_and_stops_with_the_log(log_uri):
+    log = PredictionLog(log_uri, max_rows=15, upkeep_seconds=0.05)
+    for _ in range(10):
+        log.record_predictions(batch(5))
+    upkeep = log._upkeep
+    assert upkeep is not None and upkeep._thread.is_alive()
+    for _ in range(200):  # up to 10 s on a loaded machine
+        if logged_count(log_uri) == 15:
+            break
+        upkeep._stopped.wait(0.05)
+    assert logged_count(log_uri) == 15
+    log.close()
+    assert not upkeep._thread.is_alive()
