@@ -13,6 +13,7 @@ rows from the ``recent_*`` methods. Its schema carries a version (SQLite's
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -61,17 +62,22 @@ _MIGRATIONS: dict[int, str] = {
     3: "CREATE TABLE IF NOT EXISTS log_probe (id INTEGER PRIMARY KEY, probed_at REAL NOT NULL);",
 }
 
-_INSERT_COLUMNS = (
-    "INSERT INTO predictions (id, created_at, algorithm, model_version, "
-    + ", ".join(FEATURES)
-    + ", predicted_species, confidence) VALUES "
-)
-_ROW = "(" + ", ".join("?" * (6 + len(FEATURES))) + ")"
-_INSERT = _INSERT_COLUMNS + _ROW
-# Rows per multi-row INSERT: one statement binds them all (SQLite takes at most 32,766
+_WIDTH = 6 + len(FEATURES)  # parameters per row
+# Rows per INSERT statement: one statement binds them all (SQLite takes at most 32,766
 # parameters), which costs about a quarter less than stepping a statement per row.
 CHUNK_ROWS = 2_000
-_INSERT_CHUNK = _INSERT_COLUMNS + ", ".join(itertools.repeat(_ROW, CHUNK_ROWS))
+
+
+@functools.lru_cache(maxsize=64)
+def _insert(rows: int) -> str:
+    """Return the INSERT of ``rows`` predictions, their parameters in one flat sequence."""
+    values = ", ".join(itertools.repeat("(" + ", ".join("?" * _WIDTH) + ")", rows))
+    return (
+        "INSERT INTO predictions (id, created_at, algorithm, model_version, "
+        f"{', '.join(FEATURES)}, predicted_species, confidence) VALUES {values}"
+    )
+
+
 # With upkeep in the background, a committing request still checkpoints once the WAL
 # reaches this many pages (64 MiB): the bound should the upkeep thread fall behind.
 UPKEEP_WAL_PAGES = 16_384
@@ -113,6 +119,24 @@ class Feedback:
     def correct(self) -> bool:
         """Return whether the prediction matched the actual species."""
         return self.predicted_species == self.actual_species
+
+
+def _parameters(batch: Predictions) -> list:
+    """Return the INSERT parameters of a batch, row after row, laid out a column at a time.
+
+    Slice assignment fills each column in C, and refuses a column of the wrong length.
+    """
+    n, params = len(batch), [None] * (_WIDTH * len(batch))
+    params[0::_WIDTH] = batch.ids
+    params[1::_WIDTH] = itertools.repeat(batch.created_at, n)
+    params[2::_WIDTH] = itertools.repeat(batch.algorithm, n)
+    params[3::_WIDTH] = itertools.repeat(batch.model_version, n)
+    columns = zip(*batch.rows, strict=True) if n else ()
+    for offset, column in enumerate(columns, start=4):
+        params[offset::_WIDTH] = column
+    params[_WIDTH - 2 :: _WIDTH] = batch.species
+    params[_WIDTH - 1 :: _WIDTH] = batch.confidences
+    return params
 
 
 def log_path(uri: str) -> Path:
@@ -176,21 +200,14 @@ class PredictionLog:
 
     def record_predictions(self, batch: Predictions) -> None:
         """Append one request's predictions in one committed transaction."""
-        rows = [
-            (pid, batch.created_at, batch.algorithm, batch.model_version, *row, name, confidence)
-            for pid, row, name, confidence in zip(
-                batch.ids, batch.rows, batch.species, batch.confidences, strict=True
-            )
-        ]
-        whole = len(rows) - len(rows) % CHUNK_ROWS
+        params = _parameters(batch)
         with self._lock, self._writing():
             conn = self._connect()
             with conn:
-                for start in range(0, whole, CHUNK_ROWS):
-                    chunk = itertools.chain.from_iterable(rows[start : start + CHUNK_ROWS])
-                    conn.execute(_INSERT_CHUNK, tuple(chunk))
-                conn.executemany(_INSERT, rows[whole:])
-            self._inserted += len(rows)
+                for start in range(0, len(batch), CHUNK_ROWS):
+                    rows = min(CHUNK_ROWS, len(batch) - start)
+                    conn.execute(_insert(rows), params[start * _WIDTH : (start + rows) * _WIDTH])
+            self._inserted += len(batch)
             if self.upkeep_seconds is not None:
                 self._start_upkeep()
             elif self._inserted >= PRUNE_EVERY:
