@@ -61,7 +61,7 @@ format: setup
 mlflow-ui: setup
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5001
 
-## bench: our API vs mlflow models serve on the champion -> docs/BENCHMARKS.md (needs wrk)
+## bench: our API vs mlflow models serve, MLServer, BentoML on the champion -> docs/BENCHMARKS.md (needs wrk)
 bench: setup
 	$(PY) bench/run.py $(BENCH_FLAGS)
 

@@ -1,4 +1,5 @@
-"""Benchmark harness: our API against `mlflow models serve` (and an older checkout of ours)."""
+"""Benchmark harness: our API against `mlflow models serve`, MLServer and BentoML (and an older
+checkout of ours)."""
 
 
 class BenchError(RuntimeError):

@@ -15,9 +15,16 @@ from pathlib import Path
 from typing import NamedTuple
 
 NA = "n/a"
-ORDER = ("ours", "baseline", "mlflow", "mlflow-1w")
+ORDER = ("ours", "baseline", "mlflow", "mlflow-1w", "mlserver", "bentoml")
 COLORS = {"ours": "#2a7ab0", "baseline": "#8fb9d6", "mlflow": "#d9822b", "mlflow-1w": "#f0b77a"}
+COLORS |= {"mlserver": "#3d9a5b", "bentoml": "#8a5fb0"}
+# The peers, each from a virtualenv of its own (bench/peers.py), by their names in tables.
+PEERS = {"mlserver": "MLServer", "bentoml": "BentoML"}
+# Ours against each peer that ran: the 1,000-row batch's rows/s, at least this many times.
+TARGET_PEER_BATCH_RATIO = 2
 TARGET_BATCH_ROWS_S = 250_000
+# Batches with this many rows in the prediction log keep this share of their empty-log speed.
+TARGET_LOG_ROWS, TARGET_LOG_RATIO = 1_000_000, 0.8
 
 
 def median(values: list[float] | None) -> float | None:
@@ -58,6 +65,9 @@ def label(figures: dict, name: str) -> str:
     if name == "mlflow-1w":
         return "mlflow serve (1 worker)"
     commit = figures.get("baseline", {}).get("commit", "")
+    if name in PEERS:
+        version = figures.get("peers", {}).get(name, {}).get("versions", {}).get(name)
+        return f"{' '.join(filter(None, (PEERS[name], version)))} ({workers} workers)"
     kind = {"baseline": f"baseline {commit}", "mlflow": "mlflow serve"}.get(name, name)
     return f"{kind} ({workers} workers)"
 
@@ -100,6 +110,7 @@ def measured(key: str, reduce: Callable = lambda v: v) -> Callable[[dict, str], 
 def model_ms(n: int) -> Callable[[dict, str], float | None]:
     """Return a reader of the model's in-process ms for n rows, as each server runs it."""
     kinds = {"ours": "fast", "mlflow": "pipeline", "mlflow-1w": "pipeline"}
+    kinds |= dict.fromkeys(PEERS, "pipeline")
     return lambda figures, name: inprocess_ms(figures, kinds.get(name, ""), n)
 
 
@@ -117,7 +128,12 @@ def rows(figures: dict) -> list[Row]:
         )
         for c in conns
     ]
+    k = figures.get("small_batch_rows", 1000)
     found += [
+        Row(f"{k:,}-row batch, median s", measured("small_batch_s", median), 3),
+        Row(
+            f"{k:,}-row batch, rows/s", measured("small_batch_s", lambda v: per_s(k, median(v))), 0
+        ),
         Row(f"{n:,}-row batch, median s", measured("batch_s", median), 3),
         Row(f"{n:,}-row batch, rows/s", measured("batch_s", lambda v: per_s(n, median(v))), 0),
         *(
@@ -153,11 +169,18 @@ def goals(figures: dict) -> dict[str, Goal]:
     """Return the targets of our API by the name of the row each is judged on."""
     n, workers = figures.get("batch_rows", 10_000), figures.get("settings", {}).get("workers")
     value = {row.name: row.read(figures, "ours") for row in rows(figures)}
-    # Against each mlflow server that ran: ten times the one-row requests at 8 connections.
-    peers = [load_median(figures, peer, 8, "rps") for peer in ("mlflow", "mlflow-1w")]
+    # Against each mlflow server and peer that ran: ten times the one-row requests at 8 conn.
+    others = ("mlflow", "mlflow-1w", *PEERS)
+    peers = [load_median(figures, peer, 8, "rps") for peer in others]
     found = [ratio(value["one-row req/s, 8 conn."], rps) for rps in peers if rps]
     met = None if not found or None in found else min(found) >= 10
-    targets = {"one-row req/s, 8 conn.": Goal(">= 10x each mlflow serve", met)}
+    against = _against(figures, ["mlflow serve"])
+    targets = {"one-row req/s, 8 conn.": Goal(f">= 10x each {against}", met)}
+    if asked_peers(figures):
+        k = figures.get("small_batch_rows", 1000)
+        targets[f"{k:,}-row batch, rows/s"] = peer_batch_goal(
+            figures, value[f"{k:,}-row batch, rows/s"]
+        )
     floor = inprocess_ms(figures, "pipeline", 1)
     p50, batch = None if floor is None else floor + 0.5, TARGET_BATCH_ROWS_S
     # (row, goal, limit, whether the figure must reach the limit rather than stay under it)
@@ -175,6 +198,42 @@ def goals(figures: dict) -> dict[str, Goal]:
 
 
 VERDICTS = {True: "met", False: "**missed**", None: "not measured"}
+
+
+def asked_peers(figures: dict) -> list[str]:
+    """Return the peers of the run, measured or skipped, in table order."""
+    return [n for n in PEERS if n in figures.get("servers", {}) or n in skipped(figures)]
+
+
+def skipped(figures: dict) -> dict[str, str]:
+    """Return why each server of the run that was not measured was skipped, by name."""
+    return figures.get("skipped", {})
+
+
+def _against(figures: dict, first: list[str]) -> str:
+    """Return the servers a target compares ours to, in words: the peers, skipped ones said so."""
+    names = [*first, *(PEERS[n] for n in asked_peers(figures) if n not in skipped(figures))]
+    gone = [PEERS[n] for n in asked_peers(figures) if n in skipped(figures)]
+    text = _and(names) if names else "peer"
+    return f"{text} ({_and(gone)} skipped)" if gone else text
+
+
+def _and(names: list[str]) -> str:
+    """Return names as a list in words: a, b and c."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def peer_batch_goal(figures: dict, ours: float | None) -> Goal:
+    """Return the target of the small batch: ours at least twice each peer's rows/s."""
+    k = figures.get("small_batch_rows", 1000)
+    rates = [
+        per_s(k, median(figures["servers"][n].get("small_batch_s")))
+        for n in asked_peers(figures)
+        if n in figures.get("servers", {})
+    ]
+    found = [ratio(ours, rate) for rate in rates]
+    met = None if not found or None in found else min(found) >= TARGET_PEER_BATCH_RATIO
+    return Goal(f">= {TARGET_PEER_BATCH_RATIO}x each {_against(figures, [])}", met)
 
 
 def comparison(figures: dict, name: Callable = label) -> tuple[list[str], list[list[str]]]:
@@ -242,7 +301,30 @@ def _machine_lines(figures: dict) -> list[str]:
         f"- {s.get('workers', NA)} workers per server; wrk {s.get('duration_s', NA)} s per run, "
         f"{s.get('wrk_threads', NA)} wrk thread(s), {s.get('repeats', NA)} runs per server and "
         "concurrency, interleaved",
+        *_peer_version_lines(figures),
     ]
+
+
+def _peer_version_lines(figures: dict) -> list[str]:
+    """Return a line per measured peer: the versions in its own virtualenv."""
+    lines = []
+    for name in asked_peers(figures):
+        versions = figures.get("peers", {}).get(name, {}).get("versions")
+        if versions and name not in skipped(figures):
+            shown = ", ".join(f"{k} {v}" for k, v in versions.items())
+            lines.append(f"- {PEERS[name]}, in a virtualenv of its own: {shown}")
+    return lines
+
+
+def _skipped_lines(figures: dict) -> list[str]:
+    """Return, for each server of the run that was skipped, its name and why."""
+    lines = []
+    for name, reason in skipped(figures).items():
+        first, *more = reason.splitlines() or [NA]
+        lines += [""] if lines else []
+        lines.append(f"- {PEERS.get(name, name)}: {first}")
+        lines += ["", "  ```", *(f"  {line}" for line in more), "  ```"] if more else []
+    return lines
 
 
 NOTES = [
@@ -269,6 +351,16 @@ NOTES = [
     "(uvicorn issue #3149, open, uvicorn 0.54): on a keep-alive connection the body waits for "
     "the client's delayed ACK, ~40 ms per request. Users get that with the same worker count, "
     "so it is measured; the one-worker column shows mlflow without it.",
+    "- Peers: MLServer (`mlserver start`, the `mlserver_mlflow.MLflowRuntime` on the "
+    "champion's MLflow folder, `parallel_workers` N; one row and batches `POST "
+    "/v2/models/penguins-classifier/infer`, a V2 request with the pandas content type, one "
+    "input per feature) and BentoML (`bentoml serve` of `bench/peers/bento_service.py`, "
+    "`mlflow.sklearn.load_model` of the same folder, N workers; `POST /predict` with "
+    '`{"records": [...]}`). Each runs from a virtualenv of its own under `bench/.peers/`, '
+    "installed from its pins in `bench/peers/` (MLServer's with uvloop 0.21.0: its parallel "
+    "workers crash with uvloop 0.23, SeldonIO/MLServer#2286). Both answer the `predict` labels "
+    "and record nothing. They take one-row load at 1 and 8 connections only; a peer that "
+    "cannot be installed or started is skipped, with the reason in this report.",
     "- Our `/predict` returns probabilities and records each prediction in the SQLite "
     "prediction log before answering; mlflow returns the pyfunc `predict` labels and records "
     "nothing. Batches are POSTed with `requests` (body encoded beforehand, answer parsed).",
@@ -286,9 +378,115 @@ PROFILE_NOTE = (
 )
 
 
+def log_sizes(figures: dict) -> list[dict]:
+    """Return each log of the log-size stage with its server's name, smallest log first."""
+    logs = figures.get("log_sizes", {}).get("logs", {})
+    return sorted(({"name": k, **v} for k, v in logs.items()), key=lambda f: f.get("rows", 0))
+
+
+def log_batches(figures: dict) -> list[int]:
+    """Return the rows per batch of the log-size stage."""
+    return figures.get("log_sizes", {}).get("batches", [])
+
+
+def log_rows_per_s(found: dict | None, n: int) -> float | None:
+    """Return rows/s of n-row batches on one log: all rows over all the time, prunes and all."""
+    seconds = (found or {}).get("batch_s", {}).get(str(n))
+    return per_s(n * len(seconds), sum(seconds)) if seconds else None
+
+
+def log_size_ratios(figures: dict) -> dict[int, float | None]:
+    """Return, per batch size, the largest log's rows/s over the empty log's ({}: no pair)."""
+    found = log_sizes(figures)
+    empty = next((f for f in found if f.get("rows") == 0), None)
+    if empty is None or found[-1] is empty:
+        return {}
+    return {
+        n: ratio(log_rows_per_s(found[-1], n), log_rows_per_s(empty, n))
+        for n in log_batches(figures)
+    }
+
+
+def log_size_goal(figures: dict) -> Goal:
+    """Return the target of the log-size stage, judged only when the largest log is big enough."""
+    found, ratios = log_sizes(figures), log_size_ratios(figures)
+    largest = found[-1].get("rows", 0) if found else 0
+    judged = ratios and None not in ratios.values() and largest >= TARGET_LOG_ROWS
+    text = (
+        f">= {TARGET_LOG_RATIO:.2f}x the empty log's rows/s with {TARGET_LOG_ROWS:,} rows "
+        "in the log, every batch size"
+    )
+    return Goal(text, min(ratios.values()) >= TARGET_LOG_RATIO if judged else None)
+
+
+def _count(value: int | None) -> str:
+    """Format a row count with thousands separators, or n/a."""
+    return NA if value is None else f"{value:,}"
+
+
+def log_size_table(figures: dict) -> tuple[list[str], list[list[str]]]:
+    """Return the header and rows of the batch-speed-by-log-size table, one row per log."""
+    batches, found = log_batches(figures), log_sizes(figures)
+    empty = next((f for f in found if f.get("rows") == 0), None)
+    header = ["prefilled log, rows", "server", "log rows before / after", "prefill, s"]
+    header += [f"{n:,}-row batch, rows/s" for n in batches]
+    header += [f"{n:,}-row, / empty log" for n in batches]
+    lines = []
+    for one in found:
+        rates = {n: log_rows_per_s(one, n) for n in batches}
+        counts = f"{_count(one.get('rows_before'))} / {_count(one.get('rows_after'))}"
+        cells = [_count(one.get("rows")), one["name"], counts, fmt(one.get("prefill_s"), 1)]
+        cells += [fmt(rate, 0) for rate in rates.values()]
+        cells += [times(ratio(r, log_rows_per_s(empty, n))) for n, r in rates.items()]
+        lines.append(cells)
+    return header, lines
+
+
+def log_size_verdict(figures: dict) -> str:
+    """Return one line: the largest log against the empty one, and the target's verdict."""
+    goal, found = log_size_goal(figures), log_sizes(figures)
+    ratios = log_size_ratios(figures).items()
+    shown = ", ".join(f"{times(r)} ({n:,}-row batches)" for n, r in ratios)
+    largest = _count(found[-1].get("rows")) if found else NA
+    return (
+        f"{largest}-row log / empty log: {shown or NA}; target {goal.text}: {VERDICTS[goal.met]}."
+    )
+
+
+LOG_SIZE_NOTE = (
+    "Our API on prediction logs prefilled to each size, through the log's own "
+    "`record_predictions` in 10,000-row requests (time-ordered ids, the data set's rows, "
+    "`created_at` over the day before); the `@0` server starts on an empty log. These servers "
+    "run for this stage alone, after the others, and take 1,000- and 10,000-row "
+    "`/predict/batch` POSTs in turn, the order reversed each round, after one uncounted round. "
+    "Rows/s is all the rows over all the time of the rounds, not a median, so the retention "
+    "pruning a full log does inside some requests (the newest 1,000,000 rows are kept, pruned "
+    "every 10,000 inserts of a worker) is counted. Log rows are counted with sqlite3 just "
+    "before the first and after the last batch; a larger log prefills as a copy of the one "
+    "before it, extended."
+)
+
+
+def _log_size_lines(figures: dict) -> list[str]:
+    """Return the lines of the batch-speed-by-log-size section, none when it was not run."""
+    if not log_sizes(figures):
+        return []
+    return [LOG_SIZE_NOTE, "", *table(*log_size_table(figures)), "", log_size_verdict(figures)]
+
+
+def _aligned(header: list[str], lines: list[list[str]]) -> list[str]:
+    """Return a table as console lines: the first column to the left, the rest to the right."""
+    widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]
+    cut = range(1, len(header))
+    return [
+        "  ".join([line[0].ljust(widths[0]), *(line[i].rjust(widths[i]) for i in cut)])
+        for line in [header, *lines]
+    ]
+
+
 def markdown(figures: dict) -> str:
     """Return docs/BENCHMARKS.md for the figures."""
-    verdicts = [goal.met for goal in goals(figures).values()]
+    verdicts = [goal.met for goal in [*goals(figures).values(), log_size_goal(figures)]]
     met, counted = verdicts.count(True), sum(v is not None for v in verdicts)
     peers = ", ".join(label(figures, n) for n in servers(figures) if n != "ours") or "nothing"
     cores = figures.get("machine", {}).get("cores", NA)
@@ -297,11 +495,17 @@ def markdown(figures: dict) -> str:
         f"`python bench/run.py` on a {cores}-core machine: {met} of {counted} measured targets "
         "met. Regenerate with `make bench`."
     )
-    profile = _profile_lines(figures)
+    if skipped(figures):
+        gone = _and([PEERS.get(n, n) for n in skipped(figures)])
+        intro += f" Skipped, so not measured: {gone} (why: below the table)."
+    profile, by_log_size = _profile_lines(figures), _log_size_lines(figures)
+    gone = _skipped_lines(figures)
     sections = [
         ["# Benchmarks", "", intro],
         ["![requests/s, p50 latency and batch rows/s for each server](benchmarks.png)"],
         ["## Every figure, side by side (median of the runs)", "", *table(*comparison(figures))],
+        ["## Skipped, not measured", "", *gone] if gone else [],
+        ["## Batch speed by log size", "", *by_log_size] if by_log_size else [],
         ["## Where our API spends its time (py-spy)", "", PROFILE_NOTE, *profile]
         if profile
         else [],
@@ -320,6 +524,11 @@ def summary(figures: dict) -> str:
         cells = [line[0].ljust(widths[0])]
         cells += [cell.rjust(width) for cell, width in zip(line[1:-2], widths[1:-2], strict=True)]
         out.append("  ".join([*cells, *line[-2:]]).rstrip())
+    if log_sizes(figures):
+        by_size = _aligned(*log_size_table(figures))
+        out += ["", "batch speed by log size", *by_size, log_size_verdict(figures)]
+    for name, reason in skipped(figures).items():
+        out += ["", f"skipped {name}: {reason}"]
     return "\n".join(out)
 
 

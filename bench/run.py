@@ -1,4 +1,4 @@
-"""Benchmark our API against `mlflow models serve` on the same champion; write docs/BENCHMARKS.md.
+"""Benchmark our API against mlflow serve, MLServer and BentoML on the champion: docs/BENCHMARKS.md.
 
 Usage: python bench/run.py [--quick] [--train] [--baseline PATH] [--servers ...] [...]
 Needs wrk (apt-get install wrk). Only 127.0.0.1 is targeted; every started process is stopped.

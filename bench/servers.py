@@ -29,22 +29,37 @@ VENV_BIN = Path(sys.executable).parent
 # Health, one-row and batch routes of our API and of `mlflow models serve`.
 OUR_ROUTES = ("/health", "/predict", "/predict/batch")
 MLFLOW_ROUTES = ("/ping", "/invocations", "/invocations")
+# The name MLServer serves the champion under (bench/peers.py writes its model settings).
+MLSERVER_MODEL = "penguins-classifier"
+_V2 = f"/v2/models/{MLSERVER_MODEL}"
+# The routes of each kind of server: ours (this checkout or another), mlflow, the peers.
+ROUTES = {
+    "ours": OUR_ROUTES,
+    "mlflow": MLFLOW_ROUTES,
+    "mlserver": (f"{_V2}/ready", f"{_V2}/infer", f"{_V2}/infer"),
+    "bentoml": ("/readyz", "/predict", "/predict"),
+}
 
 
 @dataclass(frozen=True)
 class ServerSpec:
-    """How to start one server, and whether it is our API (of this checkout or another)."""
+    """How to start one server, and its kind: a key of :data:`ROUTES` ("ours" for our API)."""
 
     name: str
     argv: list[str]
     env: dict[str, str]
     port: int
-    ours: bool
+    kind: str
+
+    @property
+    def ours(self) -> bool:
+        """Return whether this is our API (of this checkout or another)."""
+        return self.kind == "ours"
 
     @property
     def routes(self) -> tuple[str, str, str]:
         """Return the health, one-row and batch routes."""
-        return OUR_ROUTES if self.ours else MLFLOW_ROUTES
+        return ROUTES[self.kind]
 
     def url(self, path: str) -> str:
         """Return the URL of a path on this server."""
@@ -65,7 +80,7 @@ def ours(name: str, checkout: Path, workers: int, **env: str) -> ServerSpec:
     """
     port = free_port()
     argv = [sys.executable, str(checkout / "ml_serving.py"), "--host", HOST, "--port", str(port)]
-    return ServerSpec(name, [*argv, "--workers", str(workers)], _env(**env), port, True)
+    return ServerSpec(name, [*argv, "--workers", str(workers)], _env(**env), port, "ours")
 
 
 def mlflow_serve(name: str, tracking_uri: str, model: str, workers: int) -> ServerSpec:
@@ -73,13 +88,31 @@ def mlflow_serve(name: str, tracking_uri: str, model: str, workers: int) -> Serv
     port = free_port()
     argv = [str(VENV_BIN / "mlflow"), "models", "serve", "-m", model, "--env-manager", "local"]
     argv += ["-p", str(port), "--host", HOST, "--workers", str(workers)]
-    return ServerSpec(name, argv, _env(MLFLOW_TRACKING_URI=tracking_uri), port, False)
+    return ServerSpec(name, argv, _env(MLFLOW_TRACKING_URI=tracking_uri), port, "mlflow")
 
 
 def rows(n: int) -> pd.DataFrame:
     """Return ``n`` rows of the six features, cycling through the cleaned data set."""
     data = load_dataset(DEFAULT_DATA_PATH)[list(FEATURES)]
     return data.iloc[[i % len(data) for i in range(n)]].reset_index(drop=True)
+
+
+def v2_request(samples: list[dict]) -> dict:
+    """Return an Open Inference Protocol (V2) request: one input per feature column.
+
+    The pandas content type makes MLServer hand the MLflow model a DataFrame whose
+    columns are the features, as the model's signature names them.
+    """
+    inputs = [
+        {
+            "name": k,
+            "shape": [len(samples), 1],
+            "datatype": "INT64" if k in CATEGORICAL_FEATURES else "FP64",
+            "data": [sample[k] for sample in samples],
+        }
+        for k in FEATURES
+    ]
+    return {"parameters": {"content_type": "pd"}, "inputs": inputs}
 
 
 def body(spec: ServerSpec, frame: pd.DataFrame, batch: bool) -> bytes:
@@ -91,14 +124,31 @@ def body(spec: ServerSpec, frame: pd.DataFrame, batch: bool) -> bytes:
         }
         for row in frame.head(len(frame) if batch else 1).itertuples(index=False)
     ]
-    if not spec.ours:
+    if spec.kind == "mlflow":
         return json.dumps({"dataframe_records": samples}).encode()
+    if spec.kind == "mlserver":
+        return json.dumps(v2_request(samples)).encode()
+    if spec.kind == "bentoml":
+        return json.dumps({"records": samples}).encode()
     return json.dumps({"samples": samples} if batch else samples[0]).encode()
 
 
-def species_of(spec: ServerSpec, answer: dict) -> str | None:
+def first_output(answer: dict) -> str | None:
+    """Return the first value of a V2 answer's first output (the predicted species), or None."""
+    outputs = answer.get("outputs") or [{}]
+    data = outputs[0].get("data") or [None]
+    return data[0]
+
+
+def species_of(spec: ServerSpec, answer: dict | list) -> str | None:
     """Return the species a one-row answer predicted."""
-    return answer.get("predicted_species") if spec.ours else answer.get("predictions", [None])[0]
+    if spec.kind == "mlserver":
+        return first_output(answer)
+    if spec.kind == "bentoml":  # the list of species, one per record
+        return answer[0] if answer else None
+    if spec.kind == "mlflow":
+        return answer.get("predictions", [None])[0]
+    return answer.get("predicted_species")
 
 
 @dataclass

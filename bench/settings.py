@@ -9,7 +9,8 @@ from pathlib import Path
 
 from penguins.config import PROJECT_DIR, StoreSettings, setting
 
-SERVERS = ("ours", "mlflow", "mlflow-1w")
+# mlserver and bentoml are peers, each in a virtualenv of its own (bench/peers.py).
+SERVERS = ("ours", "mlflow", "mlflow-1w", "mlserver", "bentoml")
 
 
 @dataclass(frozen=True)
@@ -22,9 +23,12 @@ class Pace:
     scrapes: int = 50
     inprocess_budget_s: float = 1.0
     profile_s: float = 8.0  # 0: no profile
+    # Rows already in the prediction log of each API of the log-size batch stage.
+    log_sizes: tuple[int, ...] = (0, 300_000, 1_000_000)
 
 
-QUICK = Pace(2.0, 1.0, 3, 20, 0.3, 4.0)
+# Prefilling 1M rows takes seconds: a quick run keeps the two sizes the goal compares.
+QUICK = Pace(2.0, 1.0, 3, 20, 0.3, 4.0, log_sizes=(0, 1_000_000))
 
 
 def comma_separated_whole_numbers(text: str) -> tuple[int, ...]:
@@ -59,8 +63,9 @@ class BenchSettings(StoreSettings):
     wrk_threads: int = setting(1, "wrk threads", minimum=1)
     servers: tuple[str, ...] = setting(
         SERVERS,
-        "comma-separated subset of ours, mlflow (as many workers as ours) and mlflow-1w "
-        "(one worker: free of uvicorn's multi-worker Nagle delay)",
+        "comma-separated subset of ours, mlflow (as many workers as ours), mlflow-1w "
+        "(one worker: free of uvicorn's multi-worker Nagle delay), mlserver and bentoml "
+        "(peers with as many workers as ours, each installed once into bench/.peers/)",
         parse=names,
     )
     baseline: Path | None = setting(
@@ -77,6 +82,13 @@ class BenchSettings(StoreSettings):
     )
     chart: Path | None = setting(None, "the chart, if not benchmarks.png beside it", parse=Path)
     no_profile: bool = setting(False, "skip the py-spy profiles of our /predict and batch")
+    log_sizes: tuple[int, ...] | None = setting(
+        None,
+        "comma-separated prediction-log sizes in rows: after the other stages our API runs "
+        "on a log prefilled to each (0: empty) and takes 1,000- and 10,000-row batches, "
+        "interleaved; if not 0,300000,1000000 (0,1000000 with --quick); empty: no such stage",
+        parse=comma_separated_whole_numbers,
+    )
     json: Path | None = setting(None, "also write the raw figures as JSON here", parse=Path)
     no_write: bool = setting(False, "print the figures only; write no files")
 
@@ -86,6 +98,9 @@ class BenchSettings(StoreSettings):
             return f"--servers takes a subset of {','.join(SERVERS)}"
         if not self.connections or min(self.connections) < 1:
             return "--connections takes positive whole numbers, such as 1,8,32"
+        sizes = self.log_sizes or ()
+        if min(sizes, default=0) < 0 or len(set(sizes)) < len(sizes):
+            return "--log-sizes takes distinct whole numbers of rows, such as 0,300000,1000000"
         if self.baseline and not (self.baseline / "ml_serving.py").is_file():
             return f"--baseline {self.baseline}: no ml_serving.py there"
         if self.baseline and self.baseline.resolve() == PROJECT_DIR:
@@ -97,8 +112,12 @@ class BenchSettings(StoreSettings):
         """Return how long each stage runs."""
         pace = QUICK if self.quick else Pace()
         profile_s = 0.0 if self.no_profile else pace.profile_s
+        log_sizes = pace.log_sizes if self.log_sizes is None else self.log_sizes
         return dataclasses.replace(
-            pace, duration_s=self.duration or pace.duration_s, profile_s=profile_s
+            pace,
+            duration_s=self.duration or pace.duration_s,
+            profile_s=profile_s,
+            log_sizes=log_sizes,
         )
 
     @property

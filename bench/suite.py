@@ -7,6 +7,7 @@ ratios from one such run mean anything on a shared machine.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import statistics
 import subprocess
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import requests
 
-from bench import BenchError, load, profile, servers, system
+from bench import BenchError, load, logsize, peers, profile, servers, system
 from bench.servers import Server, ServerSpec
 from bench.settings import BenchSettings
 from penguins.config import PROJECT_DIR, sqlite_uri
@@ -27,6 +28,10 @@ from tests.support.processes import ManagedProcess
 Say = Callable[[str], None]
 SIZES = (1, 1000, 10_000)  # rows per in-process predict_proba call
 BATCH_ROWS = 10_000
+SMALL_BATCH_ROWS = 1000  # the batch stage times this size beside BATCH_ROWS
+BATCHES = (SMALL_BATCH_ROWS, BATCH_ROWS)
+PEER_CONNECTIONS = (1, 8)  # the peers take one-row load at these concurrencies only
+MODEL_DIR = "model"  # the champion's MLflow folder in the run's temporary folder, for the peers
 JSON = {"Content-Type": "application/json"}
 
 
@@ -37,16 +42,23 @@ def alternating(names: Sequence[str], rounds: int) -> Iterator[list[str]]:
 
 
 def timed(session: requests.Session, url: str, data: bytes | None = None) -> float:
-    """GET ``url``, or POST ``data`` there; return the seconds to the answer read (JSON parsed)."""
+    """GET ``url``, or POST ``data`` there; return the seconds to the answer's last byte.
+
+    A POST's answer is then parsed as JSON, untimed: decoding it is the client's cost,
+    and it would charge a server for the size of a richer answer (ours carries ids and
+    probabilities: 2.9 MB for 10,000 rows, where a bare list of species is 0.1 MB).
+    """
     start = time.perf_counter()
     if data is None:
         resp = session.get(url, timeout=120)
     else:
         resp = session.post(url, data=data, headers=JSON, timeout=120)
+    seconds = time.perf_counter() - start  # requests has read the whole body by now
     if resp.status_code != 200:
         raise BenchError(f"{url} answered {resp.status_code}: {resp.text[:300]}")
-    _ = resp.content if data is None else resp.json()
-    return time.perf_counter() - start
+    if data is not None:
+        resp.json()
+    return seconds
 
 
 def interleaved(calls: dict[str, tuple[str, bytes | None]], rounds: int, warmup: int) -> dict:
@@ -125,7 +137,9 @@ def measure_inprocess(settings: BenchSettings, tracking_uri: str, say: Say) -> d
 
 
 def spec_of(name: str, settings: BenchSettings, tracking_uri: str, tmp: Path) -> ServerSpec:
-    """Return the spec of a server by its name: ours, baseline, mlflow or mlflow-1w."""
+    """Return the spec of a server by its name: ours, baseline, mlflow, mlflow-1w or a peer."""
+    if name in peers.PEERS:
+        return peers.spec(name, tmp / MODEL_DIR, settings.workers, tmp)
     if name.startswith("mlflow"):
         workers = 1 if name == "mlflow-1w" else settings.workers
         return servers.mlflow_serve(name, tracking_uri, settings.model_uri, workers)
@@ -140,15 +154,49 @@ def spec_of(name: str, settings: BenchSettings, tracking_uri: str, tmp: Path) ->
     )
 
 
+def install_peers(settings: BenchSettings, figures: dict, say: Say) -> None:
+    """Make each peer's virtualenv of the run ready, or record why it is skipped."""
+    wanted = [name for name in settings.server_names if name in peers.PEERS]
+    if wanted:
+        say(f"peers: {', '.join(wanted)}, each from its pinned virtualenv in {peers.VENVS_DIR}")
+        ready, skipped = peers.prepare(wanted, say=say)
+        figures["peers"].update(ready)
+        figures["skipped"].update(skipped)
+
+
+def give_peers_the_model(model: dict, tmp: Path, figures: dict, say: Say) -> None:
+    """Download the champion's MLflow folder once for the peers; skip them all if it fails."""
+    if not figures["peers"]:
+        return
+    try:
+        local = peers.download_model(model["uri"], model["store"], tmp / MODEL_DIR)
+    except peers.PeerSkipped as exc:
+        for name in figures["peers"]:
+            figures["skipped"][name] = f"no model folder: {exc}"
+        figures["peers"] = {}
+        return
+    say(f"the peers read the champion's MLflow folder {local}")
+
+
 def start_servers(
     settings: BenchSettings, tracking_uri: str, tmp: Path, stack: ExitStack, figures: dict, say: Say
 ) -> dict[str, Server]:
-    """Start each server in turn, idle before the next, so that no start-up overlaps another."""
+    """Start each server in turn, idle before the next, so that no start-up overlaps another.
+
+    A skipped peer is not started; a peer that does not start is skipped, saying why.
+    """
     started = {}
-    for name in settings.server_names:
+    for name in (n for n in settings.server_names if n not in figures["skipped"]):
         say(f"starting {name}")
         spec = spec_of(name, settings, tracking_uri, tmp)
-        server = started[name] = stack.enter_context(servers.running(spec, tmp))
+        try:
+            server = started[name] = stack.enter_context(servers.running(spec, tmp))
+        except BenchError as exc:
+            if name not in peers.PEERS:
+                raise
+            figures["skipped"][name] = f"did not start: {peers.last_lines(str(exc))}"
+            say(f"  {name} skipped: {figures['skipped'][name]}")
+            continue
         settled = servers.settle(server)
         figures["servers"][name] = {"cold_start_s": server.cold_start_s, "settled_s": settled}
         say(f"  first 200 after {server.cold_start_s:.2f} s, all idle after {settled:.2f} s")
@@ -183,6 +231,8 @@ def measure_load(
         load.run_wrk(url, scripts[name], 8, pace.warmup_s, settings.wrk_threads, name)
     for repeat, order in enumerate(alternating(list(started), settings.repeats)):
         for c, name in ((c, name) for c in settings.connections for name in order):
+            if name in peers.PEERS and c not in PEER_CONNECTIONS:
+                continue
             server, before = started[name], servers.usage(started[name])["cpu_s"]
             url = server.spec.url(server.spec.routes[1])
             run = load.run_wrk(url, scripts[name], c, pace.duration_s, settings.wrk_threads, name)
@@ -197,20 +247,24 @@ def measure_load(
 
 
 def measure_requests(settings: BenchSettings, started: dict[str, Server], figures: dict, say: Say):
-    """Time memory, the big batch on every server and ``/metrics`` on ours, interleaved."""
+    """Time memory, both batch sizes on every server and ``/metrics`` on ours, interleaved."""
     # Warm (after the one-row runs), then again after the big batches, which grow the
     # workers and copy pages they shared with the master.
     for name, server in started.items():
         figures["servers"][name]["memory"] = servers.usage(server)
-    pace, frame = settings.pace, servers.rows(BATCH_ROWS)
+    pace, frames = settings.pace, {n: servers.rows(n) for n in BATCHES}
     batches = {
-        n: (s.spec.url(s.spec.routes[2]), servers.body(s.spec, frame, True))
-        for n, s in started.items()
+        f"{name} {n}": (s.spec.url(s.spec.routes[2]), servers.body(s.spec, frames[n], True))
+        for name, s in started.items()
+        for n in BATCHES
     }
-    say(f"batch: {BATCH_ROWS:,} rows x {pace.batch_repeats} to each server, interleaved")
-    for name, seconds in interleaved(batches, pace.batch_repeats, warmup=1).items():
-        figures["servers"][name]["batch_s"] = seconds
-        figures["servers"][name]["memory_after_batch"] = servers.usage(started[name])
+    sizes = " and ".join(f"{n:,}" for n in BATCHES)
+    say(f"batch: {sizes} rows x {pace.batch_repeats} to each server, interleaved")
+    seconds = interleaved(batches, pace.batch_repeats, warmup=1)
+    for name, server in started.items():
+        figures["servers"][name]["batch_s"] = seconds[f"{name} {BATCH_ROWS}"]
+        figures["servers"][name]["small_batch_s"] = seconds[f"{name} {SMALL_BATCH_ROWS}"]
+        figures["servers"][name]["memory_after_batch"] = servers.usage(server)
     scrapes = {n: (s.spec.url("/metrics"), None) for n, s in started.items() if s.spec.ours}
     say(f"/metrics: {pace.scrapes} scrapes of {', '.join(scrapes) or 'no server'}")
     for name, seconds in interleaved(scrapes, pace.scrapes, warmup=2).items():
@@ -271,6 +325,55 @@ def measure_profiles(settings: BenchSettings, server: Server, script: Path, say:
     }
 
 
+def start_on_logs(
+    settings: BenchSettings, store: str, tmp: Path, stack: ExitStack, say: Say
+) -> dict[int, Server]:
+    """Start our API on the log of each size in turn, by the log's rows."""
+    started = {}
+    for rows in settings.pace.log_sizes:
+        spec = spec_of("ours", settings, store, tmp)
+        env = {**spec.env, "PREDICTION_LOG_URI": sqlite_uri(logsize.log_file(tmp, rows))}
+        spec = dataclasses.replace(spec, name=logsize.server_name(rows), env=env)
+        say(f"starting {spec.name}")
+        started[rows] = stack.enter_context(servers.running(spec, tmp))
+        servers.settle(started[rows])
+    return started
+
+
+def measure_log_sizes(settings: BenchSettings, model: dict, tmp: Path, figures: dict, say: Say):
+    """Time 1,000- and 10,000-row batches on our API over logs of each size, interleaved.
+
+    A stage of its own, after the others: each log's API runs for it alone, so the one-row
+    load of the main stage is in none of the logs, and ``ours@0`` starts empty. Each log's
+    rows are counted just before and just after the batches, pruning included.
+    """
+    sizes, rounds = settings.pace.log_sizes, 2 * settings.pace.batch_repeats
+    if not sizes or "ours" not in settings.servers:
+        return
+    say(f"log sizes: prefilling logs of {', '.join(map(logsize.size_label, sizes))} rows")
+    built = logsize.build(tmp, sizes, model["algorithm"], model["version"], say)
+    with ExitStack() as stack:
+        started = start_on_logs(settings, model["store"], tmp, stack, say)
+        logs, calls = {}, {}
+        for rows, server in started.items():
+            logs[server.spec.name] = {
+                "rows": rows,
+                "prefill_s": built[rows][1] if rows in built else None,
+                "rows_before": logsize.row_count(logsize.log_file(tmp, rows)),
+            }
+            for n in logsize.BATCHES:
+                body = servers.body(server.spec, servers.rows(n), True)
+                calls[f"{server.spec.name} {n}"] = (server.spec.url(server.spec.routes[2]), body)
+        say(f"batches of {' and '.join(f'{n:,}' for n in logsize.BATCHES)} rows x {rounds} each")
+        seconds = interleaved(calls, rounds, warmup=1)
+        for rows, server in started.items():
+            found = logs[server.spec.name]
+            found["rows_after"] = logsize.row_count(logsize.log_file(tmp, rows))
+            found["batch_s"] = {str(n): seconds[f"{server.spec.name} {n}"] for n in logsize.BATCHES}
+            say(f"  {server.spec.name:<10} {logsize.describe(found)}")
+    figures["log_sizes"] = {"batches": list(logsize.BATCHES), "logs": logs}
+
+
 def measure_all(
     settings: BenchSettings,
     model: dict | None,
@@ -280,6 +383,7 @@ def measure_all(
     say: Say,
 ) -> None:
     """Run the stages that need the temporary folder; servers go on ``stack``."""
+    install_peers(settings, figures, say)
     say("timing `python modelling.py` into a temporary store")
     figures["training_s"], trained = time_training(tmp)
     say(f"  {figures['training_s']:.1f} s")
@@ -287,12 +391,14 @@ def measure_all(
     if model is None:
         raise BenchError(f"modelling.py left no {settings.model_uri} in {trained}")
     figures["inprocess_ms"] = measure_inprocess(settings, model["store"], say)
+    give_peers_the_model(model, tmp, figures, say)
     started = start_servers(settings, model["store"], tmp, stack, figures, say)
     check_same_answer(started)
     scripts = measure_load(settings, started, tmp, figures, say)
     measure_requests(settings, started, figures, say)
     if "ours" in started and settings.pace.profile_s > 0:
         figures["profile"] = measure_profiles(settings, started["ours"], scripts["ours"], say)
+    measure_log_sizes(settings, model, tmp, figures, say)
     figures["load_after"] = system.load_average()
 
 
@@ -304,7 +410,10 @@ def run(settings: BenchSettings, say: Say = print) -> dict:
         "settings": {key: getattr(settings, key) for key in shown},
         "sizes": list(SIZES),
         "batch_rows": BATCH_ROWS,
+        "small_batch_rows": SMALL_BATCH_ROWS,
         "servers": {},
+        "peers": {},
+        "skipped": {},
     }
     figures["settings"]["duration_s"] = settings.pace.duration_s
     load.wrk_binary()

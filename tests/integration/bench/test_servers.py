@@ -20,7 +20,7 @@ def test_a_server_is_timed_measured_and_stopped(tmp_path: Path):
     (root / "health").write_text("ok")
     port = free_port()
     argv = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
-    spec = ServerSpec("fake", [*argv, "--directory", str(root)], {}, port, True)
+    spec = ServerSpec("fake", [*argv, "--directory", str(root)], {}, port, "ours")
     with servers.running(spec, tmp_path) as server:
         assert 0 < server.cold_start_s < 60
         assert servers.settle(server) >= 0
@@ -36,7 +36,7 @@ def test_a_server_is_timed_measured_and_stopped(tmp_path: Path):
 
 def test_a_server_that_exits_fails_the_run_at_once_with_its_log(tmp_path: Path):
     script = "import sys; print('no champion in the store'); sys.exit(3)"
-    spec = ServerSpec("broken", [sys.executable, "-c", script], {}, free_port(), True)
+    spec = ServerSpec("broken", [sys.executable, "-c", script], {}, free_port(), "ours")
     started = time.monotonic()
     with (
         pytest.raises(BenchError, match="no champion in the store"),

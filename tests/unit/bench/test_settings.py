@@ -23,7 +23,7 @@ def test_a_full_run_writes_the_committed_report_and_chart():
         PROJECT_DIR / "docs" / "benchmarks.png",
     )
     assert full.pace == Pace()
-    assert full.server_names == ("ours", "mlflow", "mlflow-1w")
+    assert full.server_names == ("ours", "mlflow", "mlflow-1w", "mlserver", "bentoml")
     assert full.connections == (1, 8, 32) and full.repeats == 2 and full.workers == 2
 
 
