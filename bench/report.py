@@ -278,6 +278,42 @@ def _profile_lines(figures: dict) -> list[str]:
     return lines
 
 
+def _before_after_lines(figures: dict) -> list[str]:
+    """Return the 10,000-row batch's buckets for the baseline and ours, side by side.
+
+    A share times the server's median batch time estimates the milliseconds a request
+    spends in that bucket.
+    """
+    after = (figures.get("profile") or {}).get("batch") or {}
+    before = (figures.get("profile_baseline") or {}).get("batch") or {}
+    if not (after.get("busy_samples") and before.get("busy_samples")):
+        return []
+    servers_ = figures.get("servers", {})
+    seconds = {
+        "baseline": median(servers_.get("baseline", {}).get("batch_s")),
+        "ours": median(servers_.get("ours", {}).get("batch_s")),
+    }
+    names = list(dict.fromkeys([*before["buckets"], *after["buckets"]]))
+    lines = []
+    for name in names:
+        shares = before["buckets"].get(name, 0.0), after["buckets"].get(name, 0.0)
+        ms = [
+            fmt(None if s is None else share * s * 10, 1)
+            for share, s in zip(shares, (seconds["baseline"], seconds["ours"]), strict=True)
+        ]
+        lines.append([name, f"{shares[0]:.1f} %", ms[0], f"{shares[1]:.1f} %", ms[1]])
+    total = [fmt(None if s is None else s * 1000, 1) for s in seconds.values()]
+    lines.append(["**the median request, ms**", "", total[0], "", total[1]])
+    commit = figures.get("baseline", {}).get("commit", "baseline")
+    header = ["bucket", f"before ({commit})", "ms", "after (this checkout)", "ms"]
+    intro = (
+        f"The {figures.get('batch_rows', 10_000):,}-row `/predict/batch`, profiled the same way "
+        "on both checkouts in this run; ms = the bucket's share of the samples times the "
+        "server's median batch time."
+    )
+    return ["", "### Before and after", "", intro, "", *table(header, lines)]
+
+
 def _machine_lines(figures: dict) -> list[str]:
     """Return the lines describing the machine, its load, versions, checkouts and settings."""
     machine, versions = figures.get("machine", {}), figures.get("versions", {})
@@ -498,7 +534,8 @@ def markdown(figures: dict) -> str:
     if skipped(figures):
         gone = _and([PEERS.get(n, n) for n in skipped(figures)])
         intro += f" Skipped, so not measured: {gone} (why: below the table)."
-    profile, by_log_size = _profile_lines(figures), _log_size_lines(figures)
+    profile = [*_before_after_lines(figures), *_profile_lines(figures)]
+    by_log_size = _log_size_lines(figures)
     gone = _skipped_lines(figures)
     sections = [
         ["# Benchmarks", "", intro],

@@ -398,6 +398,11 @@ def measure_all(
     measure_requests(settings, started, figures, say)
     if "ours" in started and settings.pace.profile_s > 0:
         figures["profile"] = measure_profiles(settings, started["ours"], scripts["ours"], say)
+        if "baseline" in started:  # the same profiles of the other checkout: before and after
+            baseline = started["baseline"]
+            figures["profile_baseline"] = measure_profiles(
+                settings, baseline, scripts["baseline"], say
+            )
     measure_log_sizes(settings, model, tmp, figures, say)
     figures["load_after"] = system.load_average()
 

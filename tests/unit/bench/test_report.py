@@ -235,3 +235,21 @@ def test_chart_is_a_png(tmp_path):
     path = tmp_path / "chart.png"
     report.chart(FIGURES, path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_profiled_baseline_gets_a_before_and_after_table_in_ms():
+    figures = copy.deepcopy(FIGURES)
+    figures["baseline"] = {"path": "/tmp/old", "commit": "c89bf47"}
+    figures["servers"]["baseline"] = {"batch_s": [0.2, 0.2, 0.2]}
+    figures["servers"]["ours"]["batch_s"] = [0.05, 0.05, 0.05]
+    batch = {"busy_samples": 100, "buckets": {"log": 60.0, "model": 40.0}, "own_code": []}
+    figures["profile"]["batch"] = {**batch, "buckets": {"log": 20.0, "answer": 80.0}}
+    figures["profile_baseline"] = {"batch": batch}
+    text = report.markdown(figures)
+    assert "### Before and after" in text
+    assert "| log | 60.0 % | 120.0 | 20.0 % | 10.0 |" in text
+    assert "| model | 40.0 % | 80.0 | 0.0 % | 0.0 |" in text
+    assert "| answer | 0.0 % | 0.0 | 80.0 % | 40.0 |" in text
+    assert "| **the median request, ms** |  | 200.0 |  | 50.0 |" in text
+    del figures["profile_baseline"]
+    assert "### Before and after" not in report.markdown(figures)
