@@ -6,7 +6,11 @@ to 100 %: first to the first LIBRARIES bucket that any of its frames belongs to 
 that runs under ``penguins/predlog.py`` is the log's time, everything scikit-learn
 calls is the model's), otherwise to the LAYERS bucket of its innermost frame that has
 one (a uuid4 called from the prediction path is that path's time, not Flask's,
-although Flask is further up every stack). Buckets are named by the files they cover.
+although Flask is further up every stack). Buckets are named by the files they cover;
+they also know the files of the flat layout before penguins/serving/ (``fastpath.py``,
+``served_model.py``, ``schemas.py``, ``metrics.py``), so that a ``--baseline`` checkout
+from before it is bucketed alike. Its ``api.py`` held the routes, the parsing and the
+answer text at once: in such a profile they are all "routes".
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ LIBRARIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("prediction log: predlog.py, SQLite", ("penguins/predlog.py", "sqlite3/")),
     (
         "metrics: serving/metrics.py, prometheus_client",
-        ("penguins/serving/metrics.py", "prometheus_client/"),
+        ("penguins/serving/metrics.py", "penguins/metrics.py", "prometheus_client/"),
     ),
     (
         "model refresh: serving/manager.py, registry.py, MLflow",
@@ -31,14 +35,21 @@ LIBRARIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     (
         "model: serving/model.py, serving/fastpath.py, scikit-learn",
-        ("penguins/serving/model.py", "penguins/serving/fastpath.py", "sklearn/", "joblib/"),
+        (
+            "penguins/serving/model.py",
+            "penguins/serving/fastpath.py",
+            "penguins/served_model.py",
+            "penguins/fastpath.py",
+            "sklearn/",
+            "joblib/",
+        ),
     ),
     ("model input: pandas DataFrame", ("pandas/", "narwhals/")),
-    ("prediction ids: serving/ids.py", ("penguins/serving/ids.py",)),
+    ("prediction ids: serving/ids.py, uuid", ("penguins/serving/ids.py", "/uuid.py")),
     ("answer text: serving/answers.py", ("penguins/serving/answers.py",)),
     (
         "checks: serving/schemas.py (fast_rows), pydantic",
-        ("penguins/serving/schemas.py", "pydantic"),
+        ("penguins/serving/schemas.py", "penguins/schemas.py", "pydantic"),
     ),
     ("parsing, JSON: serving/parsing.py, json", ("penguins/serving/parsing.py", "json/", "orjson")),
 )

@@ -56,6 +56,12 @@ def test_profile_breakdown_counts_only_request_samples_once_each():
         ("predict_proba (penguins/serving/model.py:72);predict_proba (sklearn/x.py:1)", "model:"),
         ("current (penguins/serving/manager.py:40)", "model refresh"),
         ("stack (numpy/core/shape_base.py:1)", "prediction path"),
+        # The flat layout of a baseline from before penguins/serving/ is bucketed alike.
+        ("predict_proba (penguins/served_model.py:9)", "model:"),
+        ("predict_proba (penguins/fastpath.py:9)", "model:"),
+        ("fast_rows (penguins/schemas.py:80)", "checks:"),
+        ("observe (penguins/metrics.py:1)", "metrics:"),
+        ("uuid4 (/usr/lib/python3.11/uuid.py:1)", "prediction ids"),
     ],
 )
 def test_each_serving_file_has_its_bucket(inner: str, bucket: str):
