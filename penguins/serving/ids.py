@@ -59,6 +59,8 @@ _CLOCK = IdClock()
 def new_ids(n: int, clock: IdClock = _CLOCK, now_ms: int | None = None) -> list[str]:
     """Return ``n`` UUIDv7s as canonical strings, each greater than every earlier one."""
     ms, start = clock.reserve(n, time.time_ns() // 1_000_000 if now_ms is None else now_ms)
+    if n == 1:  # a one-row request: plain integers cost less than numpy's set-up
+        return [_one(ms, start)]
     counter = np.arange(start, start + n, dtype=np.uint64)
     noise = np.frombuffer(os.urandom(8 * n), dtype=np.uint64) >> np.uint64(64 - _RANDOM_BITS)
     high = (np.uint64(ms) << np.uint64(16)) | np.uint64(0x7000) | (counter >> np.uint64(18))
@@ -70,6 +72,15 @@ def new_ids(n: int, clock: IdClock = _CLOCK, now_ms: int | None = None) -> list[
     raw = np.empty((n, 2), dtype=">u8")
     raw[:, 0], raw[:, 1] = high, low
     return _canonical(raw.view(np.uint8).reshape(n, 16))
+
+
+def _one(ms: int, counter: int) -> str:
+    """Return one UUIDv7 of the layout above as a canonical string, without numpy."""
+    noise = int.from_bytes(os.urandom(8), "big") >> (64 - _RANDOM_BITS)
+    high = (ms << 16) | 0x7000 | (counter >> 18)
+    low = (0b10 << 62) | ((counter & ((1 << 18) - 1)) << _RANDOM_BITS) | noise
+    text = f"{high:016x}{low:016x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def _canonical(raw: np.ndarray) -> list[str]:

@@ -116,6 +116,9 @@ def observe_many(histogram: Histogram, amounts: Sequence[float]) -> None:
     the pinned client version, in both value modes, so an upgrade that changes them
     fails loudly.
     """
+    if len(amounts) == 1:  # a one-row request: the client's own path is quicker
+        histogram.observe(amounts[0])
+        return
     values_ = np.asarray(amounts, dtype="float64")
     if not len(values_):
         return

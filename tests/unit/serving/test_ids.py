@@ -55,3 +55,22 @@ def test_a_spent_counter_borrows_the_next_millisecond():
     clock._next = (1 << COUNTER_BITS) - 2  # nearly spent within millisecond 5
     ids = new_ids(10, clock, now_ms=5)
     assert timestamp_ms(ids[0]) == 6 and ids == sorted(ids)
+
+
+def _counter(pid: str) -> int:
+    """Return the 30-bit counter of one of our ids (rand_a, then the top of rand_b)."""
+    value = uuid.UUID(pid).int
+    return (((value >> 64) & 0xFFF) << 18) | ((value >> 44) & ((1 << 18) - 1))
+
+
+def test_one_id_at_a_time_has_the_layout_of_a_batch():
+    clock, ms = IdClock(), 1_790_000_000_000
+    made = [*new_ids(1, clock, ms), *new_ids(3, clock, ms), *new_ids(1, clock, ms)]
+    counters = [_counter(pid) for pid in made]
+    assert counters == list(range(counters[0], counters[0] + 5)), "one counter, in order"
+    assert made == sorted(made) and len(set(made)) == 5
+    for pid in made:
+        parsed = uuid.UUID(pid)
+        assert (parsed.version, parsed.variant) == (7, uuid.RFC_4122)
+        assert parsed.int >> 80 == ms
+        assert str(parsed) == pid
