@@ -305,3 +305,16 @@ def test_a_peer_that_does_not_start_is_skipped_and_ours_fails_the_run(tmp_path, 
     ours = parse_settings(BenchSettings, ["--servers", "ours"], "bench", environ={})
     with ExitStack() as stack, pytest.raises(BenchError, match="event loop"):
         suite.start_servers(ours, "u", tmp_path, stack, {"servers": {}, "skipped": {}}, print)
+
+
+def test_the_bentoml_service_names_the_features_in_the_contracts_order():
+    # It runs in the peer's virtualenv, without this package: its copy must not drift.
+    import ast
+
+    tree = ast.parse((peers.REQUIREMENTS_DIR / "bento_service.py").read_text())
+    found = next(
+        node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "FEATURES"
+    )
+    assert ast.literal_eval(found) == FEATURES
