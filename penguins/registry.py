@@ -130,6 +130,44 @@ def connect(tracking_uri: str) -> MlflowClient:
     return client
 
 
+def store_identity(tracking_uri: str) -> tuple[int, int] | None:
+    """Return the identity (device, inode) of a ``sqlite:///`` store's file, else None.
+
+    A store replaced at its path (a new ``mlflow.db`` trained where the old one was)
+    has a new identity; None for a tracking server, or while the file is not there.
+    """
+    path = sqlite_path(tracking_uri)
+    if path is None:
+        return None
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def reopen_store(tracking_uri: str) -> None:
+    """Close MLflow's pooled connections to a ``sqlite:///`` store's file.
+
+    MLflow keeps one SQLAlchemy engine per database URI for the life of the process
+    (``SqlAlchemyStore._engine_map``, one map each for tracking and the registry), and
+    its pooled connections keep the file they opened, even after it was moved away or
+    replaced. Disposing of the engine empties its pool: the next query opens whatever
+    file is at the path now.
+    """
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as Registry
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as Tracking
+
+    path = sqlite_path(tracking_uri)
+    if path is None:
+        return
+    for engines in {id(m): m for m in (Tracking._engine_map, Registry._engine_map)}.values():
+        for engine in list(engines.values()):
+            database = engine.url.database
+            if database and os.path.abspath(database) == os.path.abspath(path):
+                engine.dispose()
+
+
 def missing_store(tracking_uri: str) -> str | None:
     """Say why a ``sqlite:///`` store cannot be followed yet: its file does not exist.
 
@@ -234,6 +272,10 @@ class ModelPointer:
         """Say why the store cannot be asked yet (a SQLite file not there), else None."""
         return missing_store(self.tracking_uri)
 
+    def identity(self) -> tuple[int, int] | None:
+        """Return the identity of the store's file (see :func:`store_identity`)."""
+        return store_identity(self.tracking_uri)
+
     @property
     def alias(self) -> str | None:
         """Return the alias the URI follows, or None for a URI that never moves."""
@@ -314,6 +356,8 @@ class VersionWatcher(Generic[T]):
         self._checked_at: float | None = None
         self._failures: dict[str, tuple[int, float]] = {}  # version -> (count, retry at)
         self._client: MlflowClient | None = None
+        self._identity: tuple[int, int] | None = None  # of the store the client reads
+        self._stale = False  # what is built came from a store since replaced
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -344,6 +388,7 @@ class VersionWatcher(Generic[T]):
             missing = self.pointer.missing()
             if missing is not None:
                 return self._missing(missing)
+            self._follow_replaced_store()
             try:
                 client = self._store()
                 version = self.pointer.version(client)
@@ -352,7 +397,11 @@ class VersionWatcher(Generic[T]):
                         f"no model {self.pointer.uri} in {self.pointer.tracking_uri}"
                     )
                 number = version if isinstance(version, str) else str(version.version)
-                if self.built is not None and self.built.target.version == number:
+                if (
+                    self.built is not None
+                    and not self._stale
+                    and self.built.target.version == number
+                ):
                     return "unchanged"
                 if not self._due(number):
                     return "waiting"
@@ -364,6 +413,27 @@ class VersionWatcher(Generic[T]):
                     self.reason = f"cannot look up {self.pointer.uri}: {first_line(exc)}"
                 return "unreachable"
             return self._try_build(target, initial)
+
+    def _follow_replaced_store(self) -> None:
+        """Reopen the store if its file was replaced since the client opened it.
+
+        Version numbers of the new store say nothing about the old one's (both may have
+        a v1), so what was built is rebuilt from the new store's version, whatever its
+        number; earlier refusals are forgotten with the store they came from.
+        """
+        identity = self.pointer.identity()
+        if identity == self._identity:
+            return
+        if self._identity is not None:
+            log.warning(
+                "tracking store %s was replaced; following the new one",
+                self.pointer.tracking_uri,
+            )
+            reopen_store(self.pointer.tracking_uri)
+            self._client = None
+            self._stale = self.built is not None
+            self._failures.clear()
+        self._identity = identity
 
     def refresh_if_due(self) -> str | None:
         """Refresh when ``refresh_seconds`` have passed since the last look-up, else None."""
@@ -402,6 +472,7 @@ class VersionWatcher(Generic[T]):
             self._on_failure(initial)
             return "failed"
         old, self.built = self.built, Built(value, target)
+        self._stale = False
         self.reason = None
         self._failures.pop(version, None)
         self._on_swap(self.built, old, initial)

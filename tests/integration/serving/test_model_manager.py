@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import time
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -63,6 +65,21 @@ def test_alias_moves_are_followed_and_counted(store_copy):
     new = {**old, "version": "2"}
     assert registry.get_sample_value("ml_model_info", old) == 0
     assert registry.get_sample_value("ml_model_info", new) == 1
+
+
+def test_a_store_replaced_at_its_path_is_followed(store_copy, trained_store):
+    """Each worker's MLflow engine keeps the file it opened; a new file is noticed by identity."""
+    manager, _ = manager_for(store_copy)
+    register_version(store_copy, **champion_source(store_copy))
+    assert manager.refresh() == "swapped" and manager.current.version == "2"
+    path = Path(store_copy.removeprefix("sqlite:///"))
+    path.rename(path.with_name("moved-away.db"))  # the old store lives on, elsewhere
+    shutil.copy(trained_store.root / "mlflow.db", path)  # a new store: champion v1
+    assert manager.refresh() == "swapped"
+    assert manager.current.version == "1"
+    assert manager.refresh() == "unchanged"
+    register_version(store_copy, **champion_source(store_copy))  # into the new file
+    assert manager.refresh() == "swapped" and manager.current.version == "2"
 
 
 def test_a_broken_version_is_not_served_and_retried_with_back_off(store_copy, tmp_path):

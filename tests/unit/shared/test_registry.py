@@ -39,6 +39,7 @@ class ScriptedPointer:
         self.down = False
         self.absent: str | None = None
         self.connects = 0
+        self.store_id: tuple[int, int] | None = (1, 1)  # the store file's (device, inode)
 
     def connect(self) -> object:
         """Return a stand-in client, or fail like an unreachable store."""
@@ -50,6 +51,10 @@ class ScriptedPointer:
     def missing(self) -> str | None:
         """Say the store file is missing when the test says so."""
         return self.absent
+
+    def identity(self) -> tuple[int, int] | None:
+        """Return the store file's identity the test set."""
+        return self.store_id
 
     def version(self, client: object) -> str | None:
         """Return the version the test set."""
@@ -174,6 +179,46 @@ def test_refresh_if_due_looks_up_at_most_once_per_period(clock):
     assert w.refresh_if_due() is None and w.current == "built v1"
     clock.now += 10.0
     assert w.refresh_if_due() == "swapped"
+
+
+def test_a_store_replaced_at_its_path_is_reopened_and_its_version_served(clock, monkeypatch):
+    reopened = []
+    monkeypatch.setattr("penguins.registry.reopen_store", reopened.append)
+    pointer, events = ScriptedPointer(), []
+    pointer.version_now = "2"
+    w = watcher(pointer, clock, events=events)
+    assert w.refresh() == "swapped" and pointer.connects == 1
+    assert w.refresh() == "unchanged" and reopened == []
+    pointer.store_id = (1, 2)  # a new file at the path, whose champion is also a v2
+    assert w.refresh() == "swapped" and w.current == "built v2"
+    assert reopened == [pointer.tracking_uri] and pointer.connects == 2  # a fresh client
+    assert w.refresh() == "unchanged"
+    assert [e[0] for e in events] == ["swap", "swap"]
+
+
+def test_a_replaced_store_forgets_the_refusals_of_the_old_one(clock, monkeypatch):
+    monkeypatch.setattr("penguins.registry.reopen_store", lambda uri: None)
+    pointer = ScriptedPointer()
+    pointer.version_now = "1"
+    w = watcher(pointer, clock, refused={"2"})
+    w.refresh()
+    pointer.version_now = "2"
+    assert w.refresh() == "failed"
+    assert w.refresh() == "waiting"  # the old store's v2 waits its back-off
+    pointer.store_id, w._build = (1, 2), lambda target: f"new v{target.version}"
+    assert w.refresh() == "swapped" and w.current == "new v2"
+
+
+def test_a_replaced_store_without_the_model_yet_keeps_serving_the_old_one(clock, monkeypatch):
+    monkeypatch.setattr("penguins.registry.reopen_store", lambda uri: None)
+    pointer = ScriptedPointer()
+    pointer.version_now = "3"
+    w = watcher(pointer, clock)
+    w.refresh()
+    pointer.store_id, pointer.version_now = (1, 2), None  # new store, training not done
+    assert w.refresh() == "missing" and w.current == "built v3"
+    pointer.version_now = "1"
+    assert w.refresh() == "swapped" and w.current == "built v1"
 
 
 @pytest.mark.parametrize(
