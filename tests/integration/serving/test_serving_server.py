@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
 import threading
 import time
 import uuid
@@ -324,6 +325,37 @@ def test_champion_swap_under_load_fails_nothing_and_refuses_a_broken_version(
         load.stop()
     assert not load.errors
     assert {status for status, _, _ in load.answers} == {200}, "no request failed during swaps"
+
+
+def test_every_worker_follows_a_store_replaced_at_its_path(
+    serve, store_copy, trained_store, tmp_path
+):
+    register_version(store_copy, **champion_source(store_copy))  # v2 is champion
+    server = serve(
+        {
+            "MLFLOW_TRACKING_URI": store_copy,
+            "PREDICTION_LOG_URI": sqlite_uri(tmp_path / "predictions.db"),
+            "MODEL_REFRESH_SECONDS": "1",
+        },
+        workers=WORKERS,
+    )
+    server.wait_ready()
+    server.process.wait_for_log("serving penguins-classifier v2", WORKERS)
+    load = Load(server.url)
+    try:
+        load.wait_until(lambda: len(load.answers) >= 20, 20, "first answers")
+        assert load.recent_versions(20) == {"2"}
+        path = Path(store_copy.removeprefix("sqlite:///"))
+        path.rename(path.with_name("moved-away.db"))
+        shutil.copy(trained_store.root / "mlflow.db", path)  # a new store: champion v1
+        load.wait_until(
+            lambda: load.recent_versions(40) == {"1"}, 30, "every worker answering with v1"
+        )
+        server.process.wait_for_log("was replaced; following the new one", WORKERS)
+    finally:
+        load.stop()
+    assert not load.errors
+    assert {status for status, _, _ in load.answers} == {200}
 
 
 def test_sigterm_loses_no_answered_prediction(serve, trained_store, tmp_path):
