@@ -1,6 +1,6 @@
-"""Serve the penguins classifier over HTTP: gunicorn, several workers, Prometheus metrics.
+"""Serve the penguins classifier over HTTP: gunicorn, several gevent workers, Prometheus metrics.
 
-Usage: python ml_serving.py [--host HOST] [--port PORT] [--workers N] [--threads N] [...]
+Usage: python ml_serving.py [--host HOST] [--port PORT] [--workers N] [...]
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
 
 from penguins.config import MULTIPROC_ENV, sqlite_path
 from penguins.serving.settings import ServingSettings
@@ -141,6 +142,19 @@ def _worker_exit(server: Any, worker: Any) -> None:
         api.close()
 
 
+class GracefulArbiter(Arbiter):
+    """gunicorn's master, taking Ctrl-C (SIGINT) as the graceful stop SIGTERM is.
+
+    gunicorn's own quits at once on SIGINT, and the requests in flight then get an
+    HTML 500; README tells users to stop the server with Ctrl-C. The workers take the
+    same signal from the terminal and stop gracefully too (see ApiWorker).
+    """
+
+    def handle_int(self) -> None:
+        """Stop as on SIGTERM: stop accepting, answer what is in flight, then exit."""
+        self.handle_term()
+
+
 class GunicornServer(BaseApplication):
     """gunicorn running the API from the application factory in each worker."""
 
@@ -166,16 +180,29 @@ class GunicornServer(BaseApplication):
 
         return create_app(self.settings)
 
+    def run(self) -> None:
+        """Run the master until it stops (gunicorn's, with a graceful Ctrl-C)."""
+        try:
+            GracefulArbiter(self).run()
+        except RuntimeError as exc:  # as gunicorn's own run(): a bad setting, say
+            log.error("error: %s", exc)
+            sys.exit(1)
+
+
+WORKER_CONNECTIONS = 1000
+
 
 def gunicorn_options(settings: ServingSettings) -> dict[str, Any]:
     """Return the gunicorn settings of the API."""
     return {
         "bind": f"{settings.host}:{settings.port}",
         "workers": settings.workers,
-        # sync by default: see ServingSettings.threads for why not gthread.
-        "worker_class": "gthread" if settings.threads > 1 else "sync",
-        "threads": settings.threads,
-        "keepalive": 5,
+        "worker_class": "penguins.serving.worker.ApiWorker",
+        # Connections a worker holds at once (each a greenlet of a few kilobytes).
+        "worker_connections": WORKER_CONNECTIONS,
+        # gevent's worker bounds waiting for the next request and reading its headers
+        # together by the keep-alive timeout: a total, not a gap between two reads.
+        "keepalive": settings.header_seconds,
         # gunicorn 26 opens a control socket at one fixed path in $HOME (or
         # $XDG_RUNTIME_DIR); a second server on the machine would take it over. The
         # API does not use it, so none: any number of servers can run side by side.
@@ -235,11 +262,10 @@ def _run(settings: ServingSettings, metrics_dir: Path) -> int:
     if not prepare_store(settings.tracking_uri):
         log.warning("store %s not usable yet; workers keep trying", settings.tracking_uri)
     log.info(
-        "serving on http://%s:%d with %d workers of %d threads; metrics in %s",
+        "serving on http://%s:%d with %d workers; metrics in %s",
         settings.host,
         settings.port,
         settings.workers,
-        settings.threads,
         metrics_dir,
     )
     # Move everything imported so far out of the garbage collector's reach: a

@@ -41,12 +41,21 @@ class ServingSettings(ServiceSettings):
         minimum=1,
         factory=default_workers,
     )
-    # gunicorn's sync worker. Threads (gthread) answer more requests per second by
-    # keeping connections alive, but gunicorn 26.2's gthread worker under steady
-    # keep-alive traffic takes the whole graceful timeout to stop and leaves requests
-    # unanswered meanwhile: opt in with --threads.
-    threads: int = setting(
-        1, "threads per worker (1: gunicorn's sync worker; more: gthread)", minimum=1
+    # Each connection is a greenlet of a gevent worker (penguins.serving.worker): a slow
+    # client holds a greenlet, not the worker. These bound how long one may take.
+    header_seconds: int = setting(
+        5,
+        "seconds a request's headers may take, from the connection's start or its last answer",
+        env="HEADER_TIMEOUT_SECONDS",
+        flag=False,
+        minimum=1,
+    )
+    body_seconds: int = setting(
+        30,
+        "seconds a request's body may take after its headers (then 408)",
+        env="BODY_TIMEOUT_SECONDS",
+        flag=False,
+        minimum=1,
     )
     model_uri: str = setting(
         "",

@@ -14,9 +14,11 @@ def test_flags_override_the_environment(monkeypatch, served_model, predlog):
     monkeypatch.setenv("MAX_BATCH_SIZE", "50")
     monkeypatch.setenv("MODEL_REFRESH_SECONDS", "7")
     monkeypatch.setenv("WEB_CONCURRENCY", "3")
+    monkeypatch.setenv("BODY_TIMEOUT_SECONDS", "12")
     args = ml_serving.parse_args([])
     assert (args.max_batch_size, args.refresh_seconds, args.workers) == (50, 7.0, 3)
-    assert (args.host, args.port, args.threads) == ("0.0.0.0", 5000, 1)
+    assert (args.host, args.port) == ("0.0.0.0", 5000)
+    assert (args.header_seconds, args.body_seconds) == (5, 12)
     args = ml_serving.parse_args(["--max-batch-size", "9", "--workers", "4", "--port", "5123"])
     assert (args.max_batch_size, args.workers, args.port) == (9, 4, 5123)
     # The settings the script parsed are what the app serves with.
@@ -28,7 +30,7 @@ def test_flags_override_the_environment(monkeypatch, served_model, predlog):
 
 
 @pytest.mark.parametrize(
-    "argv", [["--workers", "0"], ["--threads", "0"], ["--port", "70000"], ["--port", "x"]]
+    "argv", [["--workers", "0"], ["--threads", "2"], ["--port", "70000"], ["--port", "x"]]
 )
 def test_bad_flags_exit_with_usage(argv, capsys):
     with pytest.raises(SystemExit) as exc:

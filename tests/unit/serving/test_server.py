@@ -16,10 +16,8 @@ def options(**overrides) -> dict:
 
 def test_each_server_gets_its_own_control_socket_setting_and_metrics_dir(monkeypatch, tmp_path):
     base = {"host": "127.0.0.1", "port": 5000, "workers": 2, "access_log": False}
-    single = options(**base, threads=1)
+    single = options(**base)
     assert single["control_socket_disable"] is True
-    assert single["worker_class"] == "sync"
-    assert options(**base, threads=4)["worker_class"] == "gthread"
     given = tmp_path / "metrics"
     given.mkdir()
     (given / "counter_123.db").write_bytes(b"old")
@@ -30,9 +28,11 @@ def test_each_server_gets_its_own_control_socket_setting_and_metrics_dir(monkeyp
 
 
 def test_options_follow_the_settings():
-    opts = options(host="127.0.0.1", port=5123, workers=3, threads=2, access_log=True)
+    opts = options(host="127.0.0.1", port=5123, workers=3, header_seconds=7, access_log=True)
     assert opts["bind"] == "127.0.0.1:5123"
-    assert (opts["workers"], opts["threads"]) == (3, 2)
+    assert opts["workers"] == 3
+    assert opts["worker_class"] == "penguins.serving.worker.ApiWorker"
+    assert opts["keepalive"] == 7  # gevent's worker: the total time for the next headers
     assert opts["accesslog"] == "-"
     assert options(access_log=False)["accesslog"] is None
 
