@@ -512,6 +512,40 @@ def _log_size_lines(figures: dict) -> list[str]:
     return [LOG_SIZE_NOTE, "", *table(*log_size_table(figures)), "", log_size_verdict(figures)]
 
 
+SLOW_CLIENTS_NOTE = (
+    "Each server in turn, after the batches: {n} connections that send their headers one "
+    "line a second and never end them, and {n} requests whose `Content-Length` promises "
+    "100,000 bytes of body after sending one, held open while one client sends {probes} "
+    "one-row requests one after another, each with a {timeout:g} s timeout "
+    "(`bench/slowclients.py`)."
+)
+
+
+def slow_client_table(figures: dict) -> tuple[list[str], list[list[str]]]:
+    """Return the header and rows of the slow-clients table, one row per server measured."""
+    header = ["server", "slow connections held", "one-row requests answered", "their p50, ms"]
+    lines = []
+    for name in servers(figures):
+        found = figures["servers"][name].get("slow_clients")
+        if found:
+            answered = f"{found['answered']} of {found['sent']}"
+            cells = [label(figures, name), str(found["slow_clients"]), answered]
+            lines.append([*cells, fmt(found.get("p50_ms"))])
+    return header, lines
+
+
+def _slow_client_lines(figures: dict) -> list[str]:
+    """Return the lines of the slow-clients section, none when it was not run."""
+    header, lines = slow_client_table(figures)
+    if not lines:
+        return []
+    how = figures.get("slow_clients", {})
+    note = SLOW_CLIENTS_NOTE.format(
+        n=how.get("per_kind", NA), probes=how.get("probes", NA), timeout=how.get("timeout_s", 0)
+    )
+    return [note, "", *table(header, lines)]
+
+
 def _aligned(header: list[str], lines: list[list[str]]) -> list[str]:
     """Return a table as console lines: the first column to the left, the rest to the right."""
     widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]
@@ -538,12 +572,14 @@ def markdown(figures: dict) -> str:
         intro += f" Skipped, so not measured: {gone} (why: below the table)."
     profile = [*_before_after_lines(figures), *_profile_lines(figures)]
     by_log_size = _log_size_lines(figures)
+    slow = _slow_client_lines(figures)
     gone = _skipped_lines(figures)
     sections = [
         ["# Benchmarks", "", intro],
         ["![requests/s, p50 latency and batch rows/s for each server](benchmarks.png)"],
         ["## Every figure, side by side (median of the runs)", "", *table(*comparison(figures))],
         ["## Skipped, not measured", "", *gone] if gone else [],
+        ["## Slow clients", "", *slow] if slow else [],
         ["## Batch speed by log size", "", *by_log_size] if by_log_size else [],
         ["## Where our API spends its time (py-spy)", "", PROFILE_NOTE, *profile]
         if profile
@@ -563,6 +599,8 @@ def summary(figures: dict) -> str:
         cells = [line[0].ljust(widths[0])]
         cells += [cell.rjust(width) for cell, width in zip(line[1:-2], widths[1:-2], strict=True)]
         out.append("  ".join([*cells, *line[-2:]]).rstrip())
+    if slow_client_table(figures)[1]:
+        out += ["", "slow clients held", *_aligned(*slow_client_table(figures))]
     if log_sizes(figures):
         by_size = _aligned(*log_size_table(figures))
         out += ["", "batch speed by log size", *by_size, log_size_verdict(figures)]

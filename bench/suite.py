@@ -19,7 +19,7 @@ from pathlib import Path
 
 import requests
 
-from bench import BenchError, load, logsize, peers, profile, servers, system
+from bench import BenchError, load, logsize, peers, profile, servers, slowclients, system
 from bench.servers import Server, ServerSpec
 from bench.settings import BenchSettings
 from penguins.config import PROJECT_DIR, sqlite_uri
@@ -271,6 +271,27 @@ def measure_requests(settings: BenchSettings, started: dict[str, Server], figure
         figures["servers"][name]["metrics_scrape_ms"] = [s * 1000 for s in seconds]
 
 
+def measure_slow_clients(started: dict[str, Server], figures: dict, say: Say) -> None:
+    """Time one-row requests to each server while slow clients hold connections open."""
+    n = slowclients.SLOW_CLIENTS
+    figures["slow_clients"] = {
+        "per_kind": n,
+        "probes": slowclients.PROBES,
+        "timeout_s": slowclients.PROBE_TIMEOUT_S,
+    }
+    say(f"slow clients: {n} trickling headers and {n} stalled bodies held open on each server")
+    for name, server in started.items():
+        spec = server.spec
+        one = servers.body(spec, servers.rows(1), batch=False)
+        found = slowclients.measure(servers.HOST, spec.port, spec.routes[1], one)
+        figures["servers"][name]["slow_clients"] = found
+        p50 = found["p50_ms"]
+        say(
+            f"  {name:<10} {found['answered']}/{found['sent']} answered"
+            + (f", p50 {p50:.1f} ms" if p50 is not None else "")
+        )
+
+
 def profiled(server: Server, seconds: float, what: str, drive: Callable[[float], str], say: Say):
     """Sample the server's workers with py-spy while ``drive`` loads it; {} if unable.
 
@@ -396,6 +417,7 @@ def measure_all(
     check_same_answer(started)
     scripts = measure_load(settings, started, tmp, figures, say)
     measure_requests(settings, started, figures, say)
+    measure_slow_clients(started, figures, say)
     if "ours" in started and settings.pace.profile_s > 0:
         figures["profile"] = measure_profiles(settings, started["ours"], scripts["ours"], say)
         if "baseline" in started:  # the same profiles of the other checkout: before and after

@@ -253,3 +253,28 @@ def test_a_profiled_baseline_gets_a_before_and_after_table_in_ms():
     assert "| **the median request, ms** |  | 200.0 |  | 50.0 |" in text
     del figures["profile_baseline"]
     assert "### Before and after" not in report.markdown(figures)
+
+
+def test_slow_clients_get_a_table_of_their_own_where_they_were_measured():
+    assert "## Slow clients" not in report.markdown(FIGURES)
+    figures = copy.deepcopy(FIGURES)
+    figures["slow_clients"] = {"per_kind": 50, "probes": 10, "timeout_s": 3.0}
+    figures["servers"]["ours"]["slow_clients"] = {
+        "slow_clients": 100,
+        "sent": 10,
+        "answered": 10,
+        "p50_ms": 1.234,
+    }
+    figures["servers"]["mlflow"]["slow_clients"] = {
+        "slow_clients": 100,
+        "sent": 10,
+        "answered": 0,
+        "p50_ms": None,
+    }
+    text = report.markdown(figures)
+    assert "## Slow clients" in text
+    assert "50 connections that send their headers one line a second" in text
+    assert "10 one-row requests one after another, each with a 3 s timeout" in text
+    assert "| ours (2 workers) | 100 | 10 of 10 | 1.23 |" in text
+    assert "| mlflow serve (2 workers) | 100 | 0 of 10 | n/a |" in text
+    assert "slow clients held" in report.summary(figures)
