@@ -120,6 +120,20 @@ class ApiWorker(GeventWorker):
         else:
             self.handle_quit(sig, frame)
 
+    def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
+        """Serve one request, then let the other connections' requests go first.
+
+        A greenlet switches only when its socket would block. A keep-alive client that
+        sends its next request as soon as it has the answer always has one waiting, so
+        without this its greenlet would serve it again and again while requests on the
+        worker's other connections waited (a p99 of 100 ms at 8 connections where the
+        median was 2 ms). Yielding once per request serves the connections in turn.
+        """
+        try:
+            return super().handle_request(listener_name, req, sock, addr)
+        finally:
+            gevent.sleep(0)
+
     def load_wsgi(self) -> None:
         """Load the app, each request's body bounded to ``body_seconds``."""
         super().load_wsgi()
