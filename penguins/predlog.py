@@ -13,6 +13,7 @@ rows from the ``recent_*`` methods. Its schema carries a version (SQLite's
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import itertools
 import logging
@@ -81,6 +82,43 @@ def _insert(rows: int) -> str:
 # With upkeep in the background, a committing request still checkpoints once the WAL
 # reaches this many pages (64 MiB): the bound should the upkeep thread fall behind.
 UPKEEP_WAL_PAGES = 16_384
+
+
+class WriteLock:
+    """The log's writers, across processes, one at a time, in the order they ask.
+
+    SQLite lets one writer in at a time and makes the others retry with sleeps that
+    grow to 100 ms while the lock is taken again and again: between two busy
+    workers, one request could wait hundreds of milliseconds, and a gevent worker
+    waits with all its connections. An exclusive ``flock`` on ``PATH.lock``, held around
+    each write transaction, queues the writers in the kernel instead, which wakes the
+    next one as soon as the lock is free. Each process (and the upkeep thread) opens
+    its own descriptor: a lock is shared by everyone holding the same open file.
+    """
+
+    def __init__(self, path: Path) -> None:
+        """Prepare the lock of the log at ``path``; nothing is opened until it is taken."""
+        self.path = path.with_name(path.name + ".lock")
+        self._fd: int | None = None
+        self._pid = -1
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Hold the lock for the length of the block."""
+        if self._fd is None or self._pid != os.getpid():
+            self._fd, self._pid = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644), os.getpid()
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        """Close this process's descriptor of the lock file."""
+        if self._fd is not None and self._pid == os.getpid():
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+        self._fd = None
 
 
 class LogUnavailable(RuntimeError):
@@ -165,6 +203,7 @@ class PredictionLog:
         self.max_rows = max_rows
         self.upkeep_seconds = upkeep_seconds
         self._lock = threading.Lock()
+        self._writers = WriteLock(self.path)
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
         self._inserted = 0
@@ -203,7 +242,7 @@ class PredictionLog:
         params = _parameters(batch)
         with self._lock, self._writing():
             conn = self._connect()
-            with conn:
+            with self._writers.held(), conn:
                 for start in range(0, len(batch), CHUNK_ROWS):
                     rows = min(CHUNK_ROWS, len(batch) - start)
                     conn.execute(_insert(rows), params[start * _WIDTH : (start + rows) * _WIDTH])
@@ -212,18 +251,18 @@ class PredictionLog:
                 self._start_upkeep()
             elif self._inserted >= PRUNE_EVERY:
                 self._inserted = 0
-                self._prune(conn)
+                self._prune(conn, self._writers)
 
     def _start_upkeep(self) -> None:
         """Start this process's upkeep thread, once: only writers (workers, not the master)."""
         if self._upkeep is None or self._upkeep.pid != os.getpid():
             self._upkeep = _Upkeep(self, self.upkeep_seconds or 1.0)
 
-    def upkeep(self, conn: sqlite3.Connection) -> None:
+    def upkeep(self, conn: sqlite3.Connection, writers: WriteLock) -> None:
         """Prune if this process wrote since the last upkeep, then checkpoint what it can."""
         if self._inserted:
             self._inserted = 0
-            self._prune(conn)
+            self._prune(conn, writers)
         # PASSIVE: copy what no reader still needs, waiting for no one.
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
@@ -256,7 +295,7 @@ class PredictionLog:
         try:
             with self._lock, self._writing():
                 conn = self._connect()
-                with conn:
+                with self._writers.held(), conn:
                     conn.execute(
                         "INSERT OR REPLACE INTO log_probe (id, probed_at) VALUES (1, ?)",
                         (time.time(),),
@@ -265,9 +304,9 @@ class PredictionLog:
             return str(exc)
         return None
 
-    def _prune(self, conn: sqlite3.Connection) -> None:
+    def _prune(self, conn: sqlite3.Connection, writers: WriteLock) -> None:
         """Delete all but the newest ``max_rows`` predictions."""
-        with conn:
+        with writers.held(), conn:
             conn.execute(
                 "DELETE FROM predictions WHERE seq <= (SELECT MAX(seq) FROM predictions) - ?",
                 (self.max_rows,),
@@ -281,7 +320,7 @@ class PredictionLog:
         """
         with self._lock, self._writing():
             conn = self._connect()
-            with conn:
+            with self._writers.held(), conn:
                 conn.execute("BEGIN IMMEDIATE")
                 row = conn.execute(
                     "SELECT algorithm, model_version, predicted_species, feedback_at "
@@ -320,6 +359,7 @@ class PredictionLog:
             if self._conn is not None and self._pid == os.getpid():
                 self._conn.close()
             self._conn = None
+            self._writers.close()
 
 
 class _Upkeep:
@@ -336,12 +376,13 @@ class _Upkeep:
     def _run(self) -> None:
         """Keep the log until stopped; a failed round is logged and tried again."""
         conn: sqlite3.Connection | None = None
+        writers = WriteLock(self._log.path)  # a descriptor of its own: see WriteLock
         while not self._stopped.wait(self._seconds):
             try:
                 if conn is None:
                     conn = sqlite3.connect(self._log.path, timeout=30)
-                self._log.upkeep(conn)
-            except sqlite3.Error as exc:  # a full disk, a file gone: the next round retries
+                self._log.upkeep(conn, writers)
+            except (sqlite3.Error, OSError) as exc:  # a full disk, a file gone: retried
                 _log.debug("prediction log upkeep failed: %s", exc)
                 if conn is not None:
                     with contextlib.suppress(sqlite3.Error):
@@ -349,6 +390,7 @@ class _Upkeep:
                 conn = None
         if conn is not None:
             conn.close()
+        writers.close()
 
     def stop(self) -> None:
         """Stop the thread and wait for its round to end."""

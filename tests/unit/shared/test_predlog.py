@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import sqlite3
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -197,14 +199,49 @@ def test_upkeep_prunes_and_checkpoints_off_the_writer(log_uri, monkeypatch):
     for rec in records:
         log.record_predictions(rec)
     assert logged_count(log_uri) == 50, "the writer itself never prunes"
+    writers = predlog.WriteLock(log_path(log_uri))
     with contextlib.closing(sqlite3.connect(log_path(log_uri))) as conn:
-        log.upkeep(conn)
+        log.upkeep(conn, writers)
+    writers.close()
+    with contextlib.closing(sqlite3.connect(log_path(log_uri))) as conn:
         busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
     assert logged_count(log_uri) == 15
     assert logged_row(log_uri, records[-1].ids[-1]) is not None
     assert logged_row(log_uri, records[0].ids[0]) is None
     assert (busy, copied) == (0, frames), "upkeep left every frame checkpointed"
     log.close()
+
+
+def test_a_writer_waits_for_the_write_lock_another_process_holds(log_uri):
+    log = PredictionLog(log_uri)
+    path = log_path(log_uri)
+    done = multiprocessing.get_context("fork").Event()
+    release = multiprocessing.get_context("fork").Event()
+
+    def hold() -> None:
+        """In another process: take the writers' lock until told to let go."""
+        lock = predlog.WriteLock(path)
+        with lock.held():
+            done.set()
+            release.wait(30)
+
+    holder = multiprocessing.get_context("fork").Process(target=hold)
+    holder.start()
+    try:
+        assert done.wait(30)
+        writer = threading.Thread(target=log.record_predictions, args=(batch(3),))
+        writer.start()
+        writer.join(0.5)
+        assert writer.is_alive(), "the insert went ahead while another process held the lock"
+        assert logged_count(log_uri) == 0
+        release.set()
+        writer.join(30)
+        assert not writer.is_alive() and logged_count(log_uri) == 3
+    finally:
+        release.set()
+        holder.join(30)
+        log.close()
+    assert (path.parent / (path.name + ".lock")).exists()
 
 
 def test_the_upkeep_thread_prunes_by_itself_and_stops_with_the_log(log_uri):
