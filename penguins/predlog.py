@@ -92,8 +92,8 @@ class WriteLock:
     workers, one request could wait hundreds of milliseconds, and a gevent worker
     waits with all its connections. An exclusive ``flock`` on ``PATH.lock``, held around
     each write transaction, queues the writers in the kernel instead, which wakes the
-    next one as soon as the lock is free. Each process (and the upkeep thread) opens
-    its own descriptor: a lock is shared by everyone holding the same open file.
+    next one as soon as the lock is free. Each process opens its own descriptor: a
+    lock is shared by everyone holding the same open file. Pruning stays outside it.
     """
 
     def __init__(self, path: Path) -> None:
@@ -251,18 +251,18 @@ class PredictionLog:
                 self._start_upkeep()
             elif self._inserted >= PRUNE_EVERY:
                 self._inserted = 0
-                self._prune(conn, self._writers)
+                self._prune(conn)
 
     def _start_upkeep(self) -> None:
         """Start this process's upkeep thread, once: only writers (workers, not the master)."""
         if self._upkeep is None or self._upkeep.pid != os.getpid():
             self._upkeep = _Upkeep(self, self.upkeep_seconds or 1.0)
 
-    def upkeep(self, conn: sqlite3.Connection, writers: WriteLock) -> None:
+    def upkeep(self, conn: sqlite3.Connection) -> None:
         """Prune if this process wrote since the last upkeep, then checkpoint what it can."""
         if self._inserted:
             self._inserted = 0
-            self._prune(conn, writers)
+            self._prune(conn)
         # PASSIVE: copy what no reader still needs, waiting for no one.
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
@@ -304,9 +304,16 @@ class PredictionLog:
             return str(exc)
         return None
 
-    def _prune(self, conn: sqlite3.Connection, writers: WriteLock) -> None:
-        """Delete all but the newest ``max_rows`` predictions."""
-        with writers.held(), conn:
+    def _prune(self, conn: sqlite3.Connection) -> None:
+        """Delete all but the newest ``max_rows`` predictions.
+
+        Outside the writers' queue (see WriteLock): pruning waits with SQLite's backoff,
+        so the requests' inserts go first, and the prune takes what it lagged behind in
+        its next round. Queued with them, a prune of a full log held every insert of
+        the machine for its whole length (1,000-row batches at 1M rows: 0.44-0.61x the
+        empty log's speed, against 0.92-1.09x).
+        """
+        with conn:
             conn.execute(
                 "DELETE FROM predictions WHERE seq <= (SELECT MAX(seq) FROM predictions) - ?",
                 (self.max_rows,),
@@ -376,12 +383,11 @@ class _Upkeep:
     def _run(self) -> None:
         """Keep the log until stopped; a failed round is logged and tried again."""
         conn: sqlite3.Connection | None = None
-        writers = WriteLock(self._log.path)  # a descriptor of its own: see WriteLock
         while not self._stopped.wait(self._seconds):
             try:
                 if conn is None:
                     conn = sqlite3.connect(self._log.path, timeout=30)
-                self._log.upkeep(conn, writers)
+                self._log.upkeep(conn)
             except (sqlite3.Error, OSError) as exc:  # a full disk, a file gone: retried
                 _log.debug("prediction log upkeep failed: %s", exc)
                 if conn is not None:
@@ -390,7 +396,6 @@ class _Upkeep:
                 conn = None
         if conn is not None:
             conn.close()
-        writers.close()
 
     def stop(self) -> None:
         """Stop the thread and wait for its round to end."""
