@@ -7,6 +7,7 @@ process helper, on a free port of 127.0.0.1.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -115,6 +116,17 @@ class ApiServer:
             for family in text_string_to_metric_families(text)
             for s in family.samples
         }
+
+
+@contextlib.contextmanager
+def running(root: Path, env: dict[str, str], workers: int = 2) -> Iterator[ApiServer]:
+    """Start a server logging into ``root``, wait until it is ready, stop it after the block."""
+    server = ApiServer(root / "server.log", env, workers=workers)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.process.stop()
 
 
 @pytest.fixture

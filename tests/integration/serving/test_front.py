@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from penguins.config import sqlite_uri
-from tests.integration.serving.conftest import ApiServer
+from tests.integration.serving.conftest import ApiServer, running
 from tests.integration.serving.test_serving_server import TIMEOUT, WORKERS, Load
 from tests.support.predlog import logged_ids
 from tests.support.samples import SAMPLE
@@ -34,12 +34,8 @@ def front(trained_store, tmp_path_factory) -> Iterator[ApiServer]:
         "HEADER_TIMEOUT_SECONDS": "2",
         "BODY_TIMEOUT_SECONDS": "2",
     }
-    server = ApiServer(root / "server.log", env, workers=WORKERS)
-    try:
-        server.wait_ready()
+    with running(root, env, workers=WORKERS) as server:
         yield server
-    finally:
-        server.process.stop()
 
 
 def address(server: ApiServer) -> tuple[str, int]:

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from penguins.config import PROJECT_DIR, sqlite_uri
-from tests.integration.serving.conftest import ApiServer
+from tests.integration.serving.conftest import ApiServer, running
 from tests.integration.serving.versions import champion_source, register_version
 from tests.support import wait_for_http
 from tests.support.predlog import logged_count, logged_ids
@@ -48,12 +48,8 @@ def api_server(trained_store, tmp_path_factory) -> Iterator[ApiServer]:
         "PREDICTION_LOG_URI": sqlite_uri(root / "predictions.db"),
         "MODEL_REFRESH_SECONDS": "1",
     }
-    server = ApiServer(root / "server.log", env, workers=WORKERS)
-    try:
-        server.wait_ready()
+    with running(root, env, workers=WORKERS) as server:
         yield server
-    finally:
-        server.process.stop()
 
 
 class Load:
