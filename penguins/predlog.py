@@ -388,7 +388,7 @@ class _Upkeep:
                 if conn is None:
                     conn = sqlite3.connect(self._log.path, timeout=30)
                 self._log.upkeep(conn)
-            except (sqlite3.Error, OSError) as exc:  # a full disk, a file gone: retried
+            except sqlite3.Error as exc:  # a full disk, a file gone: the next round retries
                 _log.debug("prediction log upkeep failed: %s", exc)
                 if conn is not None:
                     with contextlib.suppress(sqlite3.Error):

@@ -100,7 +100,7 @@ class ApiWorker(GeventWorker):
     def patch(self) -> None:
         """Make sockets, time and select cooperative; leave threading alone (see module)."""
         monkey.patch_all(thread=False)
-        super_patch_sockets(self)
+        _cooperative_listeners(self)
 
     def init_process(self) -> None:
         """Answer framing errors in JSON, then start as gevent's worker does."""
@@ -151,8 +151,12 @@ class ApiWorker(GeventWorker):
         self.wsgi = bounded
 
 
-def super_patch_sockets(worker: GeventWorker) -> None:
-    """Replace the listening sockets with gevent's, as ``GeventWorker.patch`` does."""
+def _cooperative_listeners(worker: GeventWorker) -> None:
+    """Replace the listening sockets with gevent's, as ``GeventWorker.patch`` does.
+
+    gunicorn's ``patch`` does it after ``monkey.patch_all()`` with threading patched;
+    ours patches all but threading, so it repeats these lines instead of calling it.
+    """
     from gevent import socket
 
     worker.sockets = [
