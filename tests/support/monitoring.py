@@ -1,7 +1,10 @@
 """What the monitoring tests share: the monitoring files read as data, and a filled log.
 
 prometheus.yml, the rule files and the dashboards are read the way the tests need
-them; :func:`log_inputs` writes predictions into a prediction log the way the API does.
+them. :func:`unanswered_queries`, :func:`instances_missing` and
+:func:`queries_split_by_instance` run the dashboards' queries against a live Prometheus
+(one API instance or several). :func:`log_inputs` writes predictions into a prediction
+log the way the API does.
 """
 
 from __future__ import annotations
@@ -9,11 +12,13 @@ from __future__ import annotations
 import bisect
 import json
 import re
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import pandas as pd
+import requests
 import yaml
 
 from penguins.features import FEATURES, TARGET
@@ -21,6 +26,9 @@ from penguins.predlog import PredictionLog, Predictions
 
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS_CONFIG = REPO / "prometheus.yml"
+# The team deployment's Prometheus configurations (service discovery of the replicas),
+# next to the rules: prometheus/team*.yml.
+TEAM_CONFIG_GLOB = "prometheus/team*.yml"
 RULES_DIR = REPO / "prometheus" / "rules"
 RULE_TESTS_DIR = REPO / "prometheus" / "tests"
 DASHBOARDS_DIR = REPO / "grafana" / "dashboards"
@@ -30,6 +38,9 @@ COMPOSE_FILE = REPO / "docker-compose.yml"
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
 DASHBOARD_UIDS = {"penguins-ml-api", "penguins-system"}
 JOBS = {"penguins-api", "penguins-exporter", "node", "prometheus"}
+# Panels of the ML API dashboard titled "... by instance" show one series (or row) per
+# API replica; the two-replica tests check that each replica appears in every one.
+INSTANCE_PANEL_SUFFIX = " by instance"
 
 # The public metric names (docs/serving.md, docs/monitoring.md). Histograms also expose
 # _bucket, _sum and _count.
@@ -58,6 +69,7 @@ PUBLIC_METRICS = (
 SYNTHETIC_METRICS = {"up", "ALERTS"}
 PUBLIC_ALERTS = {
     "MLApiDown",
+    "MLApiReplicaDown",
     "MLApiHighErrorRate",
     "MLApiHighLatency",
     "MLModelLiveAccuracyLow",
@@ -98,14 +110,32 @@ def metric_names(expr: str) -> set[str]:
     return {name for name in _IDENTIFIER.findall(text) if name.lower() not in PROMQL_KEYWORDS}
 
 
+def grouping_labels(expr: str) -> list[set[str]]:
+    """Return the label set of each `by (...)` clause of a PromQL expression."""
+    return [
+        {label.strip() for label in labels.split(",") if label.strip()}
+        for labels in re.findall(r"\bby\s*\(([^)]*)\)", expr)
+    ]
+
+
+def instance_level(name: str) -> bool:
+    """Whether a recording rule keeps one series per instance (its level names `instance`)."""
+    return ":" in name and "instance" in name.split(":")[0].split("_")
+
+
 def load_yaml(path: Path) -> dict:
     """Parse one YAML file."""
     return yaml.safe_load(path.read_text())
 
 
-def scrape_configs() -> dict[str, dict]:
-    """Return job name -> scrape config of prometheus.yml."""
-    return {job["job_name"]: job for job in load_yaml(PROMETHEUS_CONFIG)["scrape_configs"]}
+def scrape_configs(path: Path = PROMETHEUS_CONFIG) -> dict[str, dict]:
+    """Return job name -> scrape config of a Prometheus configuration (prometheus.yml)."""
+    return {job["job_name"]: job for job in load_yaml(path)["scrape_configs"]}
+
+
+def prometheus_configs() -> list[Path]:
+    """Return every Prometheus configuration: prometheus.yml, then the team ones, sorted."""
+    return [PROMETHEUS_CONFIG, *sorted(REPO.glob(TEAM_CONFIG_GLOB))]
 
 
 def rule_files() -> list[Path]:
@@ -173,6 +203,78 @@ def panel_queries() -> list[tuple[str, str, str]]:
         for dashboard in dashboards().values()
         for panel in query_panels(dashboard)
         for target in panel.get("targets", [])
+    ]
+
+
+def instance_queries() -> list[tuple[str, str, str]]:
+    """Return (dashboard uid, panel title, expr) of the panels that show each API replica."""
+    return [query for query in panel_queries() if query[1].endswith(INSTANCE_PANEL_SUFFIX)]
+
+
+def query_prometheus(prometheus_url: str, expr: str, at: float | None = None) -> list[dict]:
+    """Return the result vector of an instant query, now or at the Unix time ``at``."""
+    params = {"query": expr} if at is None else {"query": expr, "time": str(at)}
+    resp = requests.get(f"{prometheus_url}/api/v1/query", params=params, timeout=10)
+    resp.raise_for_status()
+    return resp.json()["data"]["result"]
+
+
+def unanswered_queries(
+    prometheus_url: str, timeout: float = 60.0, uids: Collection[str] = DASHBOARD_UIDS
+) -> list[str]:
+    """Return "uid / title: expr" of each panel query that returns no data within ``timeout``.
+
+    Every query of the dashboards ``uids`` (both by default) is asked again each second
+    until all have answered or the time is up, so rules that need a few evaluations
+    after traffic get them.
+    """
+    missing = [query for query in panel_queries() if query[0] in uids]
+    deadline = time.monotonic() + timeout
+    while True:
+        missing = [q for q in missing if not query_prometheus(prometheus_url, q[2])]
+        if not missing or time.monotonic() >= deadline:
+            return [f"{uid} / {title}: {expr}" for uid, title, expr in missing]
+        time.sleep(1)
+
+
+def instances_missing(
+    prometheus_url: str, instances: Collection[str], timeout: float = 60.0
+) -> list[str]:
+    """Return "uid / title: missing [...]" for each per-instance panel not showing every one.
+
+    ``instances`` are the API replicas' ``instance`` labels (``10.77.1.2:5000``); each
+    panel titled "... by instance" must have a series with each of them within ``timeout``.
+    """
+    wanted = set(instances)
+    missing = {(uid, title, expr): wanted for uid, title, expr in instance_queries()}
+    deadline = time.monotonic() + timeout
+    while True:
+        for key in list(missing):
+            shown = {r["metric"].get("instance") for r in query_prometheus(prometheus_url, key[2])}
+            missing[key] = wanted - shown
+        missing = {key: left for key, left in missing.items() if left}
+        if not missing or time.monotonic() >= deadline:
+            return [
+                f"{uid} / {title}: missing {sorted(left)}"
+                for (uid, title, _), left in missing.items()
+            ]
+        time.sleep(1)
+
+
+def queries_split_by_instance(prometheus_url: str) -> list[str]:
+    """Return "uid / title: expr" of ML API panel queries whose series carry an ``instance``.
+
+    Outside the per-instance panels (and the alerts table, one row per alert) a line
+    stands for the whole job: a series with an ``instance`` label there would become
+    one line per replica.
+    """
+    return [
+        f"{uid} / {title}: {expr}"
+        for uid, title, expr in panel_queries()
+        if uid == "penguins-ml-api"
+        and not title.endswith(INSTANCE_PANEL_SUFFIX)
+        and "ALERTS" not in metric_names(expr)
+        and any("instance" in r["metric"] for r in query_prometheus(prometheus_url, expr))
     ]
 
 

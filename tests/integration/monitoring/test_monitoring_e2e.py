@@ -4,7 +4,9 @@ Prometheus runs natively on a free port with prometheus.yml rewritten only where
 test must differ from docker-compose: targets on 127.0.0.1, 1s intervals, rule files
 by absolute path. After traffic from inference.py, every target must be up, every
 rule file loaded without errors, and every panel query of both dashboards must
-return data: the dashboards, the rules and the metric names of the code agree.
+return data: the dashboards, the rules and the metric names of the code agree. With
+one API instance, the per-instance panels show it and the others show the job as one
+line; the team tests run the same checks on several replicas.
 """
 
 from __future__ import annotations
@@ -28,8 +30,12 @@ from tests.support.monitoring import (
     JOBS,
     PROMETHEUS_CONFIG,
     REPO,
+    instances_missing,
     panel_queries,
+    queries_split_by_instance,
+    query_prometheus,
     rule_files,
+    unanswered_queries,
 )
 
 SCRIPTS = ("ml_serving.py", "prometheus_exporter.py", "inference.py")
@@ -71,10 +77,7 @@ class Stack:
 
     def query(self, expr: str, at: float | None = None) -> list[dict]:
         """Return the result vector of an instant query, now or at the Unix time ``at``."""
-        params = {"query": expr} if at is None else {"query": expr, "time": str(at)}
-        resp = requests.get(f"{self.prometheus}/api/v1/query", params=params, timeout=10)
-        resp.raise_for_status()
-        return resp.json()["data"]["result"]
+        return query_prometheus(self.prometheus, expr, at)
 
     def query_until(self, expr: str, done: Callable[[list[dict]], bool]) -> list[dict]:
         """Return the result of ``expr`` once ``done`` accepts it; fail after DATA_TIMEOUT."""
@@ -192,16 +195,30 @@ def test_every_rule_file_is_loaded_and_evaluates(traffic):
 
 def test_every_panel_query_returns_data(traffic, summary_line):
     queries = panel_queries()
-    missing = queries
-    deadline = time.monotonic() + DATA_TIMEOUT
-    while missing and time.monotonic() < deadline:
-        missing = [q for q in missing if not traffic.query(q[2])]
-        if missing:
-            time.sleep(1)
+    missing = unanswered_queries(traffic.prometheus, timeout=DATA_TIMEOUT)
     answered = len(queries) - len(missing)
     summary_line(f"monitoring e2e: {answered}/{len(queries)} panel queries returned data")
-    detail = "\n".join(f"  {uid} / {title}: {expr}" for uid, title, expr in missing)
+    detail = "\n".join(f"  {query}" for query in missing)
     assert not missing, f"{len(missing)} panel queries returned no data:\n{detail}"
+
+
+def test_per_instance_panels_show_the_api_and_the_others_the_job(traffic):
+    instance = traffic.api.removeprefix("http://")
+    assert instances_missing(traffic.prometheus, {instance}, timeout=DATA_TIMEOUT) == []
+    assert queries_split_by_instance(traffic.prometheus) == []
+
+
+def test_replicas_up_reads_one_of_one(traffic):
+    rows = traffic.query_until(panel_expr("Replicas up"), bool)
+    assert [(row["metric"], float(row["value"][1])) for row in rows] == [
+        ({"job": "penguins-api", "up": "1", "expected": "1"}, 1.0)
+    ]
+
+
+def test_api_alerts_stay_silent_while_the_api_answers(traffic):
+    # MLApiDown's absent() branch and MLApiReplicaDown's "some up" must not catch a
+    # single target that answers.
+    assert traffic.query('ALERTS{alertname=~"MLApiDown|MLApiReplicaDown"}') == []
 
 
 def panel_expr(title: str) -> str:

@@ -14,10 +14,13 @@ from tests.support.monitoring import (
     DATASOURCE,
     EXPORTER_ML_METRICS,
     EXPORTER_SYSTEM_METRICS,
+    INSTANCE_PANEL_SUFFIX,
     PUBLIC_METRICS,
     SYNTHETIC_METRICS,
     alert_rules,
     dashboards,
+    grouping_labels,
+    instance_level,
     metric_names,
     panel_queries,
     query_panels,
@@ -138,6 +141,55 @@ def test_disk_lines_and_the_file_systems_bar_share_one_definition_of_use():
         assert metric_names(expr) == {"instance_mountpoint:node_filesystem_usage:ratio"}, expr
     usage = recording_rules()["instance_mountpoint:node_filesystem_usage:ratio"]
     assert "node_filesystem_free_bytes" in metric_names(usage)
+
+
+ML_API = by_uid("penguins-ml-api")
+INSTANCE_PANELS = {
+    "Up by instance",
+    "Request rate by instance",
+    "5xx error ratio by instance",
+    "p95 latency by instance",
+    "Serving model by instance",
+}
+
+
+def test_ml_api_dashboard_shows_each_replica_from_instance_level_rules():
+    shown = {
+        p["title"]: p for p in query_panels(ML_API) if p["title"].endswith(INSTANCE_PANEL_SUFFIX)
+    }
+    assert set(shown) == INSTANCE_PANELS
+    for title, panel in shown.items():
+        for target in panel["targets"]:
+            names = metric_names(target["expr"])
+            assert names == {"up"} or (names and all(map(instance_level, names))), title
+            one_per_instance = "{{instance}}" in target["legendFormat"]
+            assert one_per_instance or target.get("format") == "table", title
+
+
+def test_other_ml_api_panels_draw_one_line_for_all_replicas():
+    # Outside the per-instance panels, two replicas must not show as two lines of one
+    # name: instance-level series and `up` only summed over instances, and no instance
+    # in a legend.
+    for panel in query_panels(ML_API):
+        if panel["title"].endswith(INSTANCE_PANEL_SUFFIX):
+            continue
+        for target in panel["targets"]:
+            expr = target["expr"]
+            if "up" in metric_names(expr) or any(map(instance_level, metric_names(expr))):
+                groupings = grouping_labels(expr)
+                assert groupings, f"{panel['title']} draws a line per instance"
+                assert not any("instance" in labels for labels in groupings), panel["title"]
+            assert "{{instance}}" not in target["legendFormat"], panel["title"]
+
+
+def test_replicas_up_shows_answering_of_expected_now():
+    (panel,) = [p for p in query_panels(ML_API) if p["title"] == "Replicas up"]
+    (target,) = panel["targets"]
+    assert metric_names(target["expr"]) == {"job:up:sum", "job:up:count"}
+    assert target["legendFormat"] == "{{up}} / {{expected}}"
+    assert panel["options"]["textMode"] == "name"
+    # Instant: over a range, an earlier count would be a tile of its own.
+    assert target["instant"] and not target["range"]
 
 
 def alert_thresholds() -> dict[str, float]:

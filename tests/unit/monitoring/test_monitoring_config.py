@@ -14,9 +14,12 @@ from tests.support.monitoring import (
     RULE_TESTS_DIR,
     SYNTHETIC_METRICS,
     alert_rules,
+    grouping_labels,
+    instance_level,
     load_yaml,
     metric_names,
     panel_queries,
+    prometheus_configs,
     recording_rules,
     rule_files,
     scrape_configs,
@@ -59,6 +62,17 @@ def test_rules_select_only_jobs_that_exist():
     assert selected <= set(scrape_configs())
 
 
+def test_every_prometheus_config_keeps_the_jobs_the_alerts_watch():
+    # The team configurations (prometheus/team*.yml) find the API replicas by service
+    # discovery instead of a static target, under the same job names.
+    watched = set()
+    for rule in alert_rules().values():
+        watched.update(re.findall(r'\bjob\s*=~?\s*"([^"]+)"', rule["expr"]))
+    assert {"penguins-api", "penguins-exporter"} <= watched
+    for path in prometheus_configs():
+        assert watched <= set(scrape_configs(path)), path.name
+
+
 # --- rules ------------------------------------------------------------------------------------
 
 
@@ -85,6 +99,26 @@ def test_every_recording_rule_is_used():
     ]
     used = set().union(*(metric_names(expr) for expr in readers))
     assert set(recorded) - used == set()
+
+
+def test_job_level_rules_aggregate_over_instances_and_instance_rules_keep_them():
+    # Several API replicas are one line at the job level (quantiles sum the buckets
+    # of all replicas first) and one line each at the instance level.
+    per_instance = set()
+    for name, expr in recording_rules().items():
+        for labels in grouping_labels(expr):
+            assert ("instance" in labels) == instance_level(name), f"{name}: by ({labels})"
+        if instance_level(name) and grouping_labels(expr):
+            per_instance.add(name)
+    assert {
+        "instance:ml_requests:rate5m",
+        "instance:ml_request_errors:ratio_rate5m",
+        "instance_le:ml_request_duration_seconds_bucket:rate5m",
+        "instance_model_version:ml_model_info:max",
+    } <= per_instance
+    assert grouping_labels(
+        recording_rules()["job_le:ml_request_duration_seconds_bucket:rate5m"]
+    ) == [{"job", "le"}]
 
 
 # A selector of the API's request metrics, with its labels if it has any.
@@ -117,6 +151,9 @@ def test_job_level_request_rules_leave_scrapes_out_and_per_endpoint_rules_keep_t
         "job_le:ml_request_duration_seconds_bucket:rate5m",
         "job_endpoint:ml_requests:rate5m",
         "job_endpoint:ml_request_duration_seconds:p95_5m",
+        "instance:ml_requests:rate5m",
+        "instance:ml_request_errors:ratio_rate5m",
+        "instance_le:ml_request_duration_seconds_bucket:rate5m",
     } <= checked
 
 
