@@ -21,7 +21,7 @@ import numpy as np
 
 from penguins.config import DEFAULT_DATA_PATH, sqlite_uri
 from penguins.features import CATEGORICAL_FEATURES, FEATURES, TARGET, load_dataset
-from penguins.predlog import PredictionLog, Predictions
+from penguins.predlog import Predictions, open_log
 from penguins.serving.ids import IdClock, new_ids
 
 CHUNK = 10_000  # rows per prefill request, the API's largest batch
@@ -95,7 +95,7 @@ class Filler:
 
     def fill(self, path: Path, first: int, end: int) -> None:
         """Append timeline rows ``first`` to ``end`` to the log file at ``path``."""
-        log = PredictionLog(sqlite_uri(path))
+        log = open_log(sqlite_uri(path))
         try:
             at = first
             while at < end:  # requests end on multiples of CHUNK, whichever log they go to

@@ -24,7 +24,10 @@ from bench.servers import VENV_BIN
 
 # (bucket, substrings of py-spy's "function (file:line)" frames), first wins.
 LIBRARIES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("prediction log: predlog.py, SQLite", ("penguins/predlog.py", "sqlite3/")),
+    (
+        "prediction log: predlog.py, SQLite",
+        ("penguins/predlog.py", "penguins/predlog/", "sqlite3/", "psycopg/"),
+    ),
     (
         "metrics: serving/metrics.py, prometheus_client",
         ("penguins/serving/metrics.py", "penguins/metrics.py", "prometheus_client/"),

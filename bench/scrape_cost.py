@@ -27,7 +27,7 @@ from penguins.config import DEFAULT_DATA_PATH, sqlite_uri
 from penguins.features import FEATURES, load_dataset
 from penguins.monitoring.collector import MonitoringCollector
 from penguins.monitoring.reference import Reference
-from penguins.predlog import PredictionLog, Predictions
+from penguins.predlog import PredictionLog, Predictions, open_log
 from penguins.serving.ids import new_ids
 from penguins.traffic.inputs import sample_inputs
 
@@ -89,7 +89,7 @@ def measure(args: argparse.Namespace, folder: Path) -> list[tuple[int, list[floa
     reference = Reference(
         "penguins-classifier", "1", "bench", data.sample(frac=0.8, random_state=0)
     )
-    log = PredictionLog(sqlite_uri(folder / "predictions.db"), max_rows=args.rows)
+    log = open_log(sqlite_uri(folder / "predictions.db"), max_rows=args.rows)
     registry = CollectorRegistry()
     registry.register(MonitoringCollector(log, lambda: reference))
     results, filled = [], 0

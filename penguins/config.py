@@ -6,7 +6,8 @@ of the command-line flag named after the field. :func:`from_env` reads the envir
 once; :func:`parse_settings` builds the argparse flags from the same declarations, with
 the environment's values as their defaults. Nothing else reads the environment.
 
-Store URIs are parsed here too, in one place: :func:`sqlite_path`.
+Store URIs are parsed here too, in one place: :func:`sqlite_path`, and shown without
+their passwords by :func:`redact_uri`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,7 +226,7 @@ class ServiceSettings(StoreSettings):
 
     prediction_log_uri: str = setting(
         f"sqlite:///{PROJECT_DIR / 'predictions.db'}",
-        "the prediction log: sqlite:///PATH",
+        "the prediction log: sqlite:///PATH or postgresql://USER[:PASSWORD]@HOST[:PORT]/DB",
         env="PREDICTION_LOG_URI",
     )
     refresh_seconds: float = setting(
@@ -250,3 +252,27 @@ def sqlite_path(uri: str) -> Path | None:
 def sqlite_uri(path: str | Path) -> str:
     """Return the ``sqlite:///PATH`` URI of a file."""
     return f"{SQLITE_PREFIX}{path}"
+
+
+# The password of a URI's user part: scheme://user:PASSWORD@host. Anything but ``@`` up
+# to the last ``@`` before the path, so a password holding ``:`` or ``/`` is caught too.
+_PASSWORD = re.compile(r"^(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@]*):[^@]*@")
+
+
+def redact_uri(uri: str) -> str:
+    """Return a store URI fit to print: its password, if any, replaced by ``***``."""
+    return _PASSWORD.sub(r"\g<head>:***@", uri)
+
+
+def redact(text: str, *uris: str) -> str:
+    """Return ``text`` with every password of ``uris`` replaced, wherever it appears.
+
+    Drivers quote the URI, or parts of it, in their errors; a message built from
+    one is passed through here before it reaches a log, an answer or a metric.
+    """
+    for uri in uris:
+        match = re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@]*:(?P<password>[^@]*)@", uri)
+        if match and match["password"]:
+            text = text.replace(match["password"], "***")
+        text = text.replace(uri, redact_uri(uri))
+    return text

@@ -8,6 +8,8 @@ import pytest
 
 from tests.support.stores import TrainedStore, train_into
 
+pytest_plugins = ["tests.support.postgres"]
+
 INTEGRATION = Path(__file__).parent / "integration"
 _SUMMARY = pytest.StashKey[list]()
 

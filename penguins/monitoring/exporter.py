@@ -14,10 +14,11 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
+from penguins.config import redact, redact_uri
 from penguins.monitoring.collector import MonitoringCollector
 from penguins.monitoring.reference import ReferenceTracker
 from penguins.monitoring.settings import MonitorSettings
-from penguins.predlog import PredictionLog
+from penguins.predlog import open_log
 
 logger = logging.getLogger(__name__)
 
@@ -32,9 +33,7 @@ WsgiApp = Callable[[dict, Callable], Iterable[bytes]]
 def build_collector(settings: MonitorSettings) -> MonitoringCollector:
     """Open the prediction log and follow the serving model's reference."""
     tracker = ReferenceTracker.of_settings(settings)
-    return MonitoringCollector(
-        PredictionLog(settings.prediction_log_uri), tracker.current, settings
-    )
+    return MonitoringCollector(open_log(settings.prediction_log_uri), tracker.current, settings)
 
 
 def _text(start_response: Callable, status: str, text: str, *extra: tuple[str, str]):
@@ -105,7 +104,9 @@ def run(settings: MonitorSettings) -> int:
     try:
         collector = build_collector(settings)
     except (ValueError, OSError, sqlite3.Error) as exc:
-        logger.error("cannot open the prediction log %s: %s", settings.prediction_log_uri, exc)
+        uri = settings.prediction_log_uri
+        reason = redact(str(exc), uri)
+        logger.error("cannot open the prediction log %s: %s", redact_uri(uri), reason)
         return 1
     try:
         # One collection before serving: the first scrape then finds the reference loaded

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from penguins.config import from_env
-from penguins.predlog import PredictionLog
+from penguins.predlog import PredictionLog, open_log
 from penguins.registry import ModelPointer
 from penguins.serving import answers
 from penguins.serving.dataplane import PredictionService
@@ -73,7 +73,7 @@ def create_app(
         manager = ModelManager(pointer, metrics, settings.refresh_seconds)
         manager.refresh()
         models = manager
-    predlog = predlog or PredictionLog(
+    predlog = predlog or open_log(
         settings.prediction_log_uri,
         max_rows=settings.prediction_log_max_rows,
         upkeep_seconds=LOG_UPKEEP_SECONDS,

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from penguins.config import PROJECT_DIR, sqlite_uri
 from penguins.monitoring.exporter import INDEX_TEXT, NOT_FOUND_TEXT
-from penguins.predlog import PredictionLog
+from penguins.predlog import open_log
 from penguins.traffic.inputs import sample_inputs
 from tests.support import ManagedProcess, free_port
 from tests.support.monitoring import log_inputs
@@ -88,7 +88,7 @@ def test_drift_and_live_accuracy_of_a_trained_champion_over_http(
     )
     version, run_id = str(champion.version), champion.run_id
     log_uri = sqlite_uri(tmp_path / "predictions.db")
-    log = PredictionLog(log_uri)
+    log = open_log(log_uri)
     inputs = sample_inputs(data, 500, np.random.default_rng(5), drift=True)
     ids = log_inputs(log, inputs, version=version)
     for prediction_id in ids[:30]:
@@ -121,7 +121,7 @@ def test_a_port_in_use_fails_with_one_clear_line(tmp_path: Path):
 @pytest.mark.parametrize(
     ("argv", "env", "code", "message"),
     [
-        (["--prediction-log-uri", "predictions.db"], {}, 1, "must look like sqlite:///PATH"),
+        (["--prediction-log-uri", "predictions.db"], {}, 1, "must be sqlite:///PATH or postgres"),
         (
             ["--prediction-log-uri", "sqlite:////proc/no/such.db"],
             {},

@@ -14,7 +14,7 @@ from penguins.monitoring import reference as reference_module
 from penguins.monitoring.collector import MonitoringCollector
 from penguins.monitoring.reference import Reference, ReferenceDataError, ReferenceTracker
 from penguins.monitoring.settings import MonitorSettings
-from penguins.predlog import PredictionLog
+from penguins.predlog import open_log
 from penguins.registry import REFERENCE_ARTIFACT, ModelPointer
 from penguins.traffic.inputs import sample_inputs
 from tests.support.monitoring import log_inputs
@@ -213,7 +213,7 @@ def test_an_unreadable_store_raises_and_keeps_the_last_good_reference(store, dat
 def test_the_collector_counts_every_failed_reference_look_up(store, data, tmp_path):
     tracking_uri, artifacts = store
     register_reference(tracking_uri, artifacts, None)
-    log = PredictionLog(sqlite_uri(tmp_path / "predictions.db"))
+    log = open_log(sqlite_uri(tmp_path / "predictions.db"))
     try:
         log_inputs(log, sample_inputs(data, 300, np.random.default_rng(19)))
         collector = MonitoringCollector(log, tracker_of(tracking_uri).current)

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from penguins.config import sqlite_uri
-from penguins.predlog import LogUnavailable, PredictionLog, Predictions
+from penguins.predlog import LogUnavailable, Predictions, open_log
 from penguins.serving.ids import new_ids
 from tests.support import IN_CI
 from tests.support.predlog import logged_ids
@@ -98,9 +98,9 @@ def test_a_full_disk_gives_503_then_the_server_recovers_by_itself(serve, trained
 
 def test_a_current_log_opens_on_a_full_disk_and_says_it_cannot_be_written(small_disk):
     uri = sqlite_uri(small_disk / "predictions.db")
-    PredictionLog(uri).close()
+    open_log(uri).close()
     filler = fill(small_disk)
-    log = PredictionLog(uri)  # a worker starting now must start
+    log = open_log(uri)  # a worker starting now must start
     assert "cannot be written" in log.probe()  # "disk I/O error": no room for the WAL index
     rows = [(39.1, 18.7, 181.0, 3750.0, 0, 1)] * 5000
     batch = Predictions(new_ids(5000), 1.0, "svm", "1", rows, ["Adelie"] * 5000, [0.9] * 5000)

@@ -9,7 +9,7 @@ import numpy as np
 from bench import scrape_cost
 from penguins.config import DEFAULT_DATA_PATH, sqlite_uri
 from penguins.features import load_dataset
-from penguins.predlog import PredictionLog
+from penguins.predlog import open_log
 from tests.support.predlog import logged_count
 
 
@@ -33,7 +33,7 @@ def test_log_sizes_are_spaced_by_factors_of_ten_down_to_one_chunk():
 
 def test_the_log_is_filled_through_the_api_s_code_with_a_share_labelled(tmp_path: Path):
     uri = sqlite_uri(tmp_path / "predictions.db")
-    log = PredictionLog(uri, max_rows=100_000)
+    log = open_log(uri, max_rows=100_000)
     data = load_dataset(DEFAULT_DATA_PATH)
     scrape_cost.fill(log, data, 12_000, 0.25, np.random.default_rng(0))
     labelled = log.recent_labelled(100_000)

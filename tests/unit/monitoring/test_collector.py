@@ -20,7 +20,7 @@ from penguins.monitoring.collector import ERROR_SOURCES, MonitoringCollector
 from penguins.monitoring.drift import PSI_DRIFT, PSI_WATCH
 from penguins.monitoring.reference import Reference
 from penguins.monitoring.settings import MonitorSettings
-from penguins.predlog import PredictionLog
+from penguins.predlog import PredictionLog, open_log
 from penguins.traffic.inputs import DRIFT_SHIFT, sample_inputs
 from tests.support.monitoring import log_inputs
 
@@ -34,7 +34,7 @@ def reference(data: pd.DataFrame) -> Reference:
 @pytest.fixture
 def log(tmp_path: Path):
     """Return an empty prediction log in a temporary directory."""
-    log = PredictionLog(sqlite_uri(tmp_path / "predictions.db"))
+    log = open_log(sqlite_uri(tmp_path / "predictions.db"))
     yield log
     log.close()
 

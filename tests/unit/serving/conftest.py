@@ -19,7 +19,7 @@ from sklearn.pipeline import Pipeline
 
 from penguins.config import DEFAULT_DATA_PATH, from_env, sqlite_uri
 from penguins.features import load_dataset
-from penguins.predlog import PredictionLog
+from penguins.predlog import PredictionLog, open_log
 from penguins.registry import ModelDescription
 from penguins.serving.app import create_app
 from penguins.serving.metrics import ServingMetrics
@@ -111,7 +111,7 @@ def models(served_model) -> FixedSource:
 @pytest.fixture
 def predlog(settings) -> Iterator[PredictionLog]:
     """Return the prediction log of the app under test, in the test's own folder."""
-    log = PredictionLog(settings.prediction_log_uri, max_rows=settings.prediction_log_max_rows)
+    log = open_log(settings.prediction_log_uri, max_rows=settings.prediction_log_max_rows)
     yield log
     log.close()
 
@@ -151,7 +151,7 @@ def make_app(tmp_path, served_model) -> Iterator[Callable[..., Flask]]:
         """Build an app; keyword arguments override its settings."""
         root = tmp_path / f"app-{len(apps)}"
         settings = serving_settings(root, **overrides)
-        log = PredictionLog(settings.prediction_log_uri, max_rows=settings.prediction_log_max_rows)
+        log = open_log(settings.prediction_log_uri, max_rows=settings.prediction_log_max_rows)
         app = create_app(
             settings,
             models=models if models is not None else FixedSource(served_model),

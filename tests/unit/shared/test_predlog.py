@@ -1,4 +1,8 @@
-"""The prediction log as the API and the exporter rely on it: durable at once, read anywhere."""
+"""The SQLite prediction log: WAL, the writers' flock, upkeep, migrations, the insert path.
+
+What every back end must do (record, feedback, windows, retention, forks) is tested on
+SQLite and PostgreSQL alike in tests/integration/shared/test_predlog_backends.py.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from penguins import predlog
-from penguins.predlog import SCHEMA_VERSION, PredictionLog, Predictions, log_path
+from penguins.predlog import SCHEMA_VERSION, Predictions, log_path, open_log
+from penguins.predlog import sqlite as predlog
 from tests.support.predlog import logged_count, logged_ids, logged_row
 
 FEATURES_ROW = (39.1, 18.7, 181.0, 3750.0, 0, 1)
@@ -38,7 +42,7 @@ def log_uri(tmp_path) -> str:
 
 
 def test_a_record_is_visible_to_another_connection_at_once(log_uri):
-    writer, reader = PredictionLog(log_uri), PredictionLog(log_uri)
+    writer, reader = open_log(log_uri), open_log(log_uri)
     rec = batch()
     writer.record_predictions(rec)
     assert logged_row(log_uri, rec.ids[0])["predicted_species"] == "Adelie"
@@ -50,7 +54,7 @@ def test_a_record_is_visible_to_another_connection_at_once(log_uri):
 
 def test_every_column_holds_what_was_predicted(log_uri):
     rec = batch(version="7", species="Gentoo")
-    PredictionLog(log_uri).record_predictions(rec)
+    open_log(log_uri).record_predictions(rec)
     row = logged_row(log_uri, rec.ids[0])
     assert row["algorithm"] == "svm" and row["model_version"] == "7"
     assert (row["bill_length_mm"], row["island_encoded"], row["sex_encoded"]) == (39.1, 0, 1)
@@ -58,7 +62,7 @@ def test_every_column_holds_what_was_predicted(log_uri):
 
 
 def test_a_later_label_replaces_the_first_and_says_it_is_not_first(log_uri):
-    log = PredictionLog(log_uri)
+    log = open_log(log_uri)
     rec = batch()
     log.record_predictions(rec)
     first = log.attach_feedback(rec.ids[0], "Gentoo")
@@ -71,8 +75,8 @@ def test_a_later_label_replaces_the_first_and_says_it_is_not_first(log_uri):
 
 def test_of_concurrent_labels_from_several_connections_exactly_one_is_first(log_uri):
     rec = batch()
-    PredictionLog(log_uri).record_predictions(rec)
-    logs = [PredictionLog(log_uri) for _ in range(4)]
+    open_log(log_uri).record_predictions(rec)
+    logs = [open_log(log_uri) for _ in range(4)]
     with ThreadPoolExecutor(20) as pool:
         found = list(
             pool.map(lambda i: logs[i % 4].attach_feedback(rec.ids[0], "Adelie"), range(20))
@@ -81,11 +85,11 @@ def test_of_concurrent_labels_from_several_connections_exactly_one_is_first(log_
 
 
 def test_unknown_feedback_returns_none(log_uri):
-    assert PredictionLog(log_uri).attach_feedback(str(uuid.uuid4()), "Adelie") is None
+    assert open_log(log_uri).attach_feedback(str(uuid.uuid4()), "Adelie") is None
 
 
 def test_recent_windows_are_newest_first(log_uri):
-    log = PredictionLog(log_uri)
+    log = open_log(log_uri)
     first, second = batch(2, version="1"), batch(1, version="2")
     log.record_predictions(first)
     log.record_predictions(second)
@@ -98,9 +102,9 @@ def test_recent_windows_are_newest_first(log_uri):
     ]
 
 
-def test_retention_keeps_the_newest_max_rows(log_uri, monkeypatch):
-    monkeypatch.setattr(predlog, "PRUNE_EVERY", 10)
-    log = PredictionLog(log_uri, max_rows=15)
+def test_retention_keeps_the_newest_max_rows(log_uri):
+    log = open_log(log_uri, max_rows=15)
+    log.prune_every = 10
     records = [batch() for _ in range(30)]
     for rec in records:
         log.record_predictions(rec)
@@ -110,7 +114,7 @@ def test_retention_keeps_the_newest_max_rows(log_uri, monkeypatch):
 
 
 def test_committed_rows_survive_without_close(log_uri):
-    log = PredictionLog(log_uri)
+    log = open_log(log_uri)
     log.record_predictions(batch(5))
     # A fresh plain connection, as after a process stop, sees every committed row.
     with contextlib.closing(sqlite3.connect(log_path(log_uri))) as conn:
@@ -121,6 +125,35 @@ def test_committed_rows_survive_without_close(log_uri):
 def test_only_sqlite_file_uris_are_accepted(uri):
     with pytest.raises(ValueError, match="sqlite:///PATH"):
         log_path(uri)
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "predictions.db",
+        "sqlite://",
+        "",
+        "postgres://user:hunter2@db/log",  # libpq's alias; the documented form is postgresql://
+        "postgresql+psycopg://user:hunter2@db/log",  # SQLAlchemy's spelling
+        "mysql://user:hunter2@db/log",
+    ],
+)
+def test_open_log_refuses_other_uris_naming_both_forms_without_the_password(uri):
+    with pytest.raises(ValueError) as refused:
+        open_log(uri)
+    message = str(refused.value)
+    assert "sqlite:///PATH or postgresql://USER[:PASSWORD]@HOST[:PORT]/DB" in message
+    assert "hunter2" not in message
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["postgresql://user:hunter2@db:port/log", "postgresql://user:hunter2@db/log?nonsense=1"],
+)
+def test_a_malformed_postgresql_uri_is_refused_before_connecting_without_the_password(uri):
+    with pytest.raises(ValueError, match="invalid PostgreSQL URI") as refused:
+        open_log(uri)
+    assert "hunter2" not in str(refused.value) and "user:***@db" in str(refused.value)
 
 
 # A log as the first version of the schema wrote it: no version mark, the algorithm in
@@ -146,7 +179,7 @@ INSERT INTO predictions VALUES (2, 'old-2', 1.0, 'random_forest', '3', 39.1, 18.
 def test_a_log_of_the_first_schema_is_migrated_on_open_and_keeps_working(log_uri):
     with contextlib.closing(sqlite3.connect(log_path(log_uri))) as conn:
         conn.executescript(_VERSION_1)
-    log = PredictionLog(log_uri)
+    log = open_log(log_uri)
     assert log.recent_labelled(10) == [("random_forest", "3", "Adelie", "Adelie")]
     found = log.attach_feedback("old-2", "Gentoo")
     assert found is not None and found.algorithm == "random_forest" and not found.correct
@@ -155,16 +188,16 @@ def test_a_log_of_the_first_schema_is_migrated_on_open_and_keeps_working(log_uri
     assert logged_ids(log_uri) == ["old-1", "old-2", new.ids[0]]
     with contextlib.closing(sqlite3.connect(log_path(log_uri))) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-    PredictionLog(log_uri)  # opening a migrated log again changes nothing
+    open_log(log_uri)  # opening a migrated log again changes nothing
     assert logged_count(log_uri) == 3
 
 
 def test_a_log_from_newer_code_is_refused_with_a_clear_message(log_uri):
-    PredictionLog(log_uri).close()
+    open_log(log_uri).close()
     with contextlib.closing(sqlite3.connect(log_path(log_uri))) as conn:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(RuntimeError, match="newer than this code"):
-        PredictionLog(log_uri)
+        open_log(log_uri)
 
 
 def test_a_batch_longer_than_a_chunk_is_logged_whole_and_in_order(log_uri):
@@ -179,7 +212,7 @@ def test_a_batch_longer_than_a_chunk_is_logged_whole_and_in_order(log_uri):
         species=["Gentoo"] * n,
         confidences=[i / n for i in range(n)],
     )
-    PredictionLog(log_uri).record_predictions(rec)
+    open_log(log_uri).record_predictions(rec)
     assert logged_ids(log_uri) == list(rec.ids)
     for i in (0, predlog.CHUNK_ROWS - 1, predlog.CHUNK_ROWS, n - 1):
         row = logged_row(log_uri, rec.ids[i])
@@ -192,9 +225,9 @@ def test_a_batch_longer_than_a_chunk_is_logged_whole_and_in_order(log_uri):
         assert row["model_version"] == "4"
 
 
-def test_upkeep_prunes_and_checkpoints_off_the_writer(log_uri, monkeypatch):
-    monkeypatch.setattr(predlog, "PRUNE_EVERY", 10)
-    log = PredictionLog(log_uri, max_rows=15, upkeep_seconds=3600)  # never on its own
+def test_upkeep_prunes_and_checkpoints_off_the_writer(log_uri):
+    log = open_log(log_uri, max_rows=15, upkeep_seconds=3600)  # never on its own
+    log.prune_every = 10
     records = [batch(5) for _ in range(10)]
     for rec in records:
         log.record_predictions(rec)
@@ -210,7 +243,7 @@ def test_upkeep_prunes_and_checkpoints_off_the_writer(log_uri, monkeypatch):
 
 
 def test_a_writer_waits_for_the_write_lock_another_process_holds(log_uri):
-    log = PredictionLog(log_uri)
+    log = open_log(log_uri)
     path = log_path(log_uri)
     done = multiprocessing.get_context("fork").Event()
     release = multiprocessing.get_context("fork").Event()
@@ -242,7 +275,7 @@ def test_a_writer_waits_for_the_write_lock_another_process_holds(log_uri):
 
 
 def test_the_upkeep_thread_prunes_by_itself_and_stops_with_the_log(log_uri):
-    log = PredictionLog(log_uri, max_rows=15, upkeep_seconds=0.05)
+    log = open_log(log_uri, max_rows=15, upkeep_seconds=0.05)
     for _ in range(10):
         log.record_predictions(batch(5))
     upkeep = log._upkeep

@@ -1,13 +1,10 @@
-"""The prediction log: every prediction with its inputs, and the ground truth fed back later.
+"""The prediction log in an SQLite file: ``sqlite:///PATH``, the default, on one machine.
 
 SQLite in WAL mode, so several server processes write at once and readers (the
-exporter) never block them. Each write is committed before the API answers, so
-feedback works at once from any worker and a stopped server loses nothing it
-answered. Retention is bounded: the newest ``max_rows`` predictions are kept.
-
-The log owns its columns: writers hand it :class:`Predictions`, readers get plain
-rows from the ``recent_*`` methods. Its schema carries a version (SQLite's
-``user_version``); a log written by an earlier version is migrated forward on open.
+exporter) never block them. Writers queue on a ``flock`` (:class:`WriteLock`) and
+insert with raw ``sqlite3`` statements of many rows each: the hot path of the API,
+benchmarked. The schema carries a version (SQLite's ``user_version``); a log written
+by an earlier version is migrated forward on open.
 """
 
 from __future__ import annotations
@@ -21,49 +18,31 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 from penguins.config import sqlite_path
 from penguins.features import FEATURES
+from penguins.predlog.base import (
+    DEFAULT_MAX_ROWS,
+    Feedback,
+    LogUnavailable,
+    PredictionLog,
+    Predictions,
+)
+from penguins.predlog.schema import SCHEMA_VERSION, WRITTEN_COLUMNS, create_statements
 
 _log = logging.getLogger(__name__)
 
-DEFAULT_MAX_ROWS = 1_000_000
-# Pruning scans nothing but the primary key; doing it every N inserts keeps it rare.
-PRUNE_EVERY = 10_000
-
-_FEATURE_COLUMNS = ",\n    ".join(
-    f"{name} {'INTEGER' if name.endswith('_encoded') else 'REAL'} NOT NULL" for name in FEATURES
-)
-_TABLE = f"""
-CREATE TABLE IF NOT EXISTS predictions (
-    seq INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    created_at REAL NOT NULL,
-    algorithm TEXT NOT NULL,
-    model_version TEXT NOT NULL,
-    {_FEATURE_COLUMNS},
-    predicted_species TEXT NOT NULL,
-    confidence REAL NOT NULL,
-    actual_species TEXT,
-    feedback_at REAL
-);
-CREATE INDEX IF NOT EXISTS predictions_feedback
-    ON predictions (feedback_at) WHERE feedback_at IS NOT NULL;
-CREATE TABLE IF NOT EXISTS log_probe (id INTEGER PRIMARY KEY, probed_at REAL NOT NULL);
-"""
 # Each step takes a log from the version before it to its own; a fresh log is created
-# at the newest version directly. Version 1 named the algorithm column model_name;
-# version 3 adds the one-row table that health checks write to.
-SCHEMA_VERSION = 3
-_MIGRATIONS: dict[int, str] = {
-    2: "ALTER TABLE predictions RENAME COLUMN model_name TO algorithm;",
-    3: "CREATE TABLE IF NOT EXISTS log_probe (id INTEGER PRIMARY KEY, probed_at REAL NOT NULL);",
+# at the newest version directly, and every step ends with the schema's CREATE ... IF
+# NOT EXISTS statements, which add what a step only needs to create.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: ("ALTER TABLE predictions RENAME COLUMN model_name TO algorithm",),
+    3: (),  # the log_probe table
 }
 
-_WIDTH = 6 + len(FEATURES)  # parameters per row
+_WIDTH = len(WRITTEN_COLUMNS)  # parameters per row
 # Rows per INSERT statement: one statement binds them all (SQLite takes at most 32,766
 # parameters), which costs about a quarter less than stepping a statement per row.
 CHUNK_ROWS = 2_000
@@ -73,10 +52,7 @@ CHUNK_ROWS = 2_000
 def _insert(rows: int) -> str:
     """Return the INSERT of ``rows`` predictions, their parameters in one flat sequence."""
     values = ", ".join(itertools.repeat("(" + ", ".join("?" * _WIDTH) + ")", rows))
-    return (
-        "INSERT INTO predictions (id, created_at, algorithm, model_version, "
-        f"{', '.join(FEATURES)}, predicted_species, confidence) VALUES {values}"
-    )
+    return f"INSERT INTO predictions ({', '.join(WRITTEN_COLUMNS)}) VALUES {values}"
 
 
 # With upkeep in the background, a committing request still checkpoints once the WAL
@@ -121,44 +97,6 @@ class WriteLock:
         self._fd = None
 
 
-class LogUnavailable(RuntimeError):
-    """The log cannot be written now (a full disk, a file gone, a database down)."""
-
-
-@dataclass(frozen=True)
-class Predictions:
-    """What one request predicted: a row of inputs, an id, a species and a confidence each."""
-
-    ids: Sequence[str]
-    created_at: float
-    algorithm: str
-    model_version: str
-    rows: Sequence[Sequence[float | int]]  # model inputs, in FEATURES order
-    species: Sequence[str]
-    confidences: Sequence[float]
-
-    def __len__(self) -> int:
-        """Return how many predictions there are."""
-        return len(self.ids)
-
-
-@dataclass(frozen=True)
-class Feedback:
-    """What a feedback call found: the prediction it labels and whether it was right."""
-
-    prediction_id: str
-    algorithm: str
-    model_version: str
-    predicted_species: str
-    actual_species: str
-    first: bool  # the prediction's first label; a later one corrects it
-
-    @property
-    def correct(self) -> bool:
-        """Return whether the prediction matched the actual species."""
-        return self.predicted_species == self.actual_species
-
-
 def _parameters(batch: Predictions) -> list:
     """Return the INSERT parameters of a batch, row after row, laid out a column at a time.
 
@@ -185,8 +123,8 @@ def log_path(uri: str) -> Path:
     return path
 
 
-class PredictionLog:
-    """Append predictions, attach feedback, and read recent windows for monitoring."""
+class SqliteLog(PredictionLog):
+    """The prediction log in one SQLite file, shared by the processes of one machine."""
 
     def __init__(
         self, uri: str, max_rows: int = DEFAULT_MAX_ROWS, *, upkeep_seconds: float | None = None
@@ -197,17 +135,14 @@ class PredictionLog:
         thread of its own at that interval, off the request path: a request then pays
         for its insert alone, not for a prune or for SQLite copying the WAL back into
         the database (a checkpoint, with its fsync). Without it, the writer prunes after
-        every PRUNE_EVERY rows and SQLite checkpoints on commit, as scripts expect.
+        every ``prune_every`` rows and SQLite checkpoints on commit, as scripts expect.
         """
+        super().__init__(max_rows, upkeep_seconds)
         self.path = log_path(uri)
-        self.max_rows = max_rows
-        self.upkeep_seconds = upkeep_seconds
         self._lock = threading.Lock()
         self._writers = WriteLock(self.path)
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
-        self._inserted = 0
-        self._upkeep: _Upkeep | None = None
         try:
             with self._lock:
                 self._connect()
@@ -246,25 +181,30 @@ class PredictionLog:
                 for start in range(0, len(batch), CHUNK_ROWS):
                     rows = min(CHUNK_ROWS, len(batch) - start)
                     conn.execute(_insert(rows), params[start * _WIDTH : (start + rows) * _WIDTH])
-            self._inserted += len(batch)
-            if self.upkeep_seconds is not None:
-                self._start_upkeep()
-            elif self._inserted >= PRUNE_EVERY:
-                self._inserted = 0
-                self._prune(conn)
-
-    def _start_upkeep(self) -> None:
-        """Start this process's upkeep thread, once: only writers (workers, not the master)."""
-        if self._upkeep is None or self._upkeep.pid != os.getpid():
-            self._upkeep = _Upkeep(self, self.upkeep_seconds or 1.0)
+            self._inserted_rows(len(batch), lambda: self._prune(conn))
 
     def upkeep(self, conn: sqlite3.Connection) -> None:
         """Prune if this process wrote since the last upkeep, then checkpoint what it can."""
-        if self._inserted:
-            self._inserted = 0
+        if self._take_inserted():
             self._prune(conn)
         # PASSIVE: copy what no reader still needs, waiting for no one.
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def _upkeep_round(self, conn: sqlite3.Connection | None) -> sqlite3.Connection:
+        """Keep the log on the upkeep thread's connection, opened again after a failure."""
+        try:
+            conn = conn or sqlite3.connect(self.path, timeout=30)
+            self.upkeep(conn)
+        except sqlite3.Error as exc:  # a full disk, a file gone: the next round retries
+            self._upkeep_close(conn)
+            raise LogUnavailable(f"the prediction log {self.path} cannot be kept: {exc}") from exc
+        return conn
+
+    def _upkeep_close(self, conn: sqlite3.Connection | None) -> None:
+        """Close the upkeep thread's connection."""
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
@@ -360,47 +300,12 @@ class PredictionLog:
 
     def close(self) -> None:
         """Stop this process's upkeep and close its connection."""
-        if self._upkeep is not None and self._upkeep.pid == os.getpid():
-            self._upkeep.stop()
+        self._stop_upkeep()
         with self._lock:
             if self._conn is not None and self._pid == os.getpid():
                 self._conn.close()
             self._conn = None
             self._writers.close()
-
-
-class _Upkeep:
-    """A thread of one process that prunes and checkpoints a log on its own connection."""
-
-    def __init__(self, log: PredictionLog, seconds: float) -> None:
-        """Start keeping ``log`` every ``seconds``."""
-        self.pid = os.getpid()
-        self._log, self._seconds = log, seconds
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="predlog-upkeep", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        """Keep the log until stopped; a failed round is logged and tried again."""
-        conn: sqlite3.Connection | None = None
-        while not self._stopped.wait(self._seconds):
-            try:
-                if conn is None:
-                    conn = sqlite3.connect(self._log.path, timeout=30)
-                self._log.upkeep(conn)
-            except sqlite3.Error as exc:  # a full disk, a file gone: the next round retries
-                _log.debug("prediction log upkeep failed: %s", exc)
-                if conn is not None:
-                    with contextlib.suppress(sqlite3.Error):
-                        conn.close()
-                conn = None
-        if conn is not None:
-            conn.close()
-
-    def stop(self) -> None:
-        """Stop the thread and wait for its round to end."""
-        self._stopped.set()
-        self._thread.join(timeout=5)
 
 
 def _schema_version(conn: sqlite3.Connection) -> int:
@@ -420,7 +325,7 @@ def _schema_version(conn: sqlite3.Connection) -> int:
 
 
 def _open_schema(conn: sqlite3.Connection) -> None:
-    """Create the table at the newest version, or migrate an older log forward.
+    """Create the tables at the newest version, or migrate an older log forward.
 
     A log already at the newest version is only read: a worker that starts while the
     disk is full must still start, and answer 503 until the log can be written.
@@ -432,8 +337,8 @@ def _open_schema(conn: sqlite3.Connection) -> None:
         version = _schema_version(conn)
         if version:
             for step in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in filter(str.strip, _MIGRATIONS[step].split(";")):
+                for statement in _MIGRATIONS[step]:
                     conn.execute(statement)
-        for statement in filter(str.strip, _TABLE.split(";")):
+        for statement in create_statements("sqlite"):
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
