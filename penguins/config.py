@@ -161,7 +161,8 @@ def _add_flag(parser: Any, f: dataclasses.Field, default: Any, help: str | None)
     if isinstance(f.default, bool):
         parser.add_argument(flag_name(f.name), action="store_true", default=default, help=help_text)
         return
-    shown = "none" if default in (None, "") else str(default).replace("%", "%%")
+    # The environment's value is shown as the default: a store URI's password is not.
+    shown = "none" if default in (None, "") else redact_uri(str(default)).replace("%", "%%")
     parser.add_argument(
         flag_name(f.name),
         type=lambda text, f=f: _flag_value(f, text),

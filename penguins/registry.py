@@ -4,6 +4,10 @@ The API follows its model URI to serve the version it points at; the exporter fo
 the same alias to measure drift against that version's training data. Both do it with
 one :class:`VersionWatcher`, which looks the URI up, builds what it needs for a new
 version beside the current one, and swaps it in only once it is built.
+
+The store is a ``sqlite:///`` file or an MLflow tracking server (``http(s)://``), whose
+URI may carry a password: every message made here from a URI or from an error that
+quotes one goes through :func:`penguins.config.redact`.
 """
 
 from __future__ import annotations
@@ -13,9 +17,12 @@ import logging
 import os
 import re
 import socket
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -24,7 +31,7 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from penguins.config import sqlite_path
+from penguins.config import redact, redact_uri, sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +79,22 @@ def _drop_retries(record: logging.LogRecord) -> bool:
 
 @contextlib.contextmanager
 def quiet_retries() -> Iterator[None]:
-    """Keep urllib3's retry warnings out of the log while the block runs, and only then."""
+    """Keep urllib3's retry warnings out of the log while the block runs, and only then.
+
+    Each block adds a filter of its own: blocks nest (a look-up that connects first),
+    and threads overlap, without one's end lifting another's silence.
+    """
     logger = logging.getLogger(RETRY_LOGGER)
-    logger.addFilter(_drop_retries)
+
+    def own(record: logging.LogRecord) -> bool:
+        """Drop urllib3's retry warning (this block's filter)."""
+        return _drop_retries(record)
+
+    logger.addFilter(own)
     try:
         yield
     finally:
-        logger.removeFilter(_drop_retries)
+        logger.removeFilter(own)
 
 
 def _causes(exc: BaseException) -> list[BaseException]:
@@ -108,6 +124,41 @@ def unreachable_reason(exc: BaseException) -> str | None:
     return None
 
 
+def is_server(tracking_uri: str) -> bool:
+    """Return whether a tracking URI names an MLflow tracking server (``http(s)://``)."""
+    return tracking_uri.startswith(("http://", "https://"))
+
+
+# MLflow 3's server answers 403 with this body to a Host header not in its --allowed-hosts.
+_REFUSED_HOST = "Invalid Host header"
+
+
+def server_problem(tracking_uri: str, exc: BaseException) -> str | None:
+    """Say why a tracking server did not answer a request (not reached, Host refused), or None."""
+    if not is_server(tracking_uri):
+        return None
+    shown = redact_uri(tracking_uri)
+    reason = unreachable_reason(exc)
+    if reason is not None:
+        return (
+            f"cannot reach the MLflow tracking server at {shown}: {reason}; "
+            "start it or check --tracking-uri (MLFLOW_TRACKING_URI)"
+        )
+    if any(_REFUSED_HOST in str(cause) for cause in _causes(exc)):
+        return (
+            f"the MLflow tracking server at {shown} refuses the Host it is reached by: "
+            "add HOST:PORT of MLFLOW_TRACKING_URI to the server's --allowed-hosts"
+        )
+    return None
+
+
+def store_problem(tracking_uri: str, exc: BaseException) -> str:
+    """Say in one line, without any password, why the store failed ``exc``'s request."""
+    return server_problem(tracking_uri, exc) or redact(
+        f"cannot use tracking store {tracking_uri}: {first_line(exc)}", tracking_uri
+    )
+
+
 def connect(tracking_uri: str) -> MlflowClient:
     """Return a client for the store, checking that the store answers.
 
@@ -115,19 +166,82 @@ def connect(tracking_uri: str) -> MlflowClient:
     urllib3's retry warnings; every script reaches its store through here.
     """
     limit_http_retries()
+    if _gevent_sockets():
+        fit_mlflow_to_gevent()
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
         with quiet_retries():
             client.search_experiments(max_results=1)
     except Exception as exc:  # MLflow raises many kinds here (HTTP, SQLAlchemy, OS errors)
-        reason = unreachable_reason(exc)
-        if reason is not None and tracking_uri.startswith(("http://", "https://")):
-            raise StoreError(
-                f"cannot reach the MLflow tracking server at {tracking_uri}: {reason}; "
-                "start it or check --tracking-uri (MLFLOW_TRACKING_URI)"
-            ) from exc
-        raise StoreError(f"cannot use tracking store {tracking_uri}: {first_line(exc)}") from exc
+        raise StoreError(store_problem(tracking_uri, exc)) from exc
     return client
+
+
+# ---- MLflow in the API's gevent workers ------------------------------------------------
+#
+# The API's workers patch sockets for gevent but keep real threads for background work
+# (penguins/serving/worker.py). A gevent socket belongs to the hub of the thread that
+# opened it, and fails in any other ("cannot switch to a different thread"); the
+# standard queues are gevent's, so a real thread waiting on one fails too (LoopExit).
+# MLflow shares one HTTP session, and its pooled connections, across all threads; and it
+# copies artifacts, from a tracking server or a local folder alike, in a pool of threads
+# that wait on such a queue. So, in such a process only: one session per thread, and
+# artifacts copied in the thread that asks for them (a model is a handful of small files).
+
+
+def _gevent_sockets() -> bool:
+    """Return whether gevent has patched this process's sockets (an API worker)."""
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is not None and monkey.is_module_patched("socket")
+
+
+class InThisThread(Executor):
+    """An executor that runs each task at once, in the thread that submits it."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        """Run ``fn`` now; return its finished future."""
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # the future carries it, as a pool's would
+            future.set_exception(exc)
+        return future
+
+
+_thread_sessions = threading.local()
+
+
+def _session_of_this_thread(
+    max_retries,
+    backoff_factor,
+    backoff_jitter,
+    retry_codes,
+    raise_on_status,
+    respect_retry_after_header=True,
+):
+    """Return this thread's MLflow HTTP session for these retry settings, made on first use.
+
+    Takes the place of ``mlflow.utils.request_utils._get_request_session``, whose one
+    session per process is shared by every thread.
+    """
+    from mlflow.utils import request_utils
+
+    settings = (max_retries, backoff_factor, backoff_jitter, retry_codes, raise_on_status)
+    key = (os.getpid(), *settings, respect_retry_after_header)
+    sessions = _thread_sessions.__dict__.setdefault("sessions", {})
+    if key not in sessions:
+        make = request_utils._cached_get_request_session.__wrapped__  # lru_cache's inner maker
+        sessions[key] = make(*settings, os.getpid(), respect_retry_after_header)
+    return sessions[key]
+
+
+def fit_mlflow_to_gevent() -> None:
+    """Give each thread its own MLflow HTTP session, and download artifacts without a pool."""
+    from mlflow.store.artifact.artifact_repo import ArtifactRepository
+    from mlflow.utils import request_utils
+
+    request_utils._get_request_session = _session_of_this_thread
+    ArtifactRepository._create_thread_pool = lambda self: InThisThread()
 
 
 def store_identity(tracking_uri: str) -> tuple[int, int] | None:
@@ -216,7 +330,8 @@ def describe_version(
 ) -> ModelDescription:
     """Gather the algorithm and test metrics of a model version from its run.
 
-    A version whose run is gone (deleted) is still described, without metrics.
+    A version whose run is gone (deleted) is still described, without metrics; a store
+    that fails to answer raises, so that the version is described once it answers.
     """
     metrics: dict[str, float] = {}
     algorithm = version.tags.get(ALGORITHM_TAG) or "unknown"
@@ -224,7 +339,10 @@ def describe_version(
         try:
             run = client.get_run(version.run_id)
         except MlflowException as exc:
-            log.warning("no run details for %s v%s: %s", version.name, version.version, exc)
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            why = redact(first_line(exc), client.tracking_uri)
+            log.warning("no run details for %s v%s: %s", version.name, version.version, why)
         else:
             metrics = dict(run.data.metrics)
             if algorithm == "unknown":
@@ -241,10 +359,15 @@ def describe_version(
 
 @dataclass(frozen=True)
 class Target:
-    """What a model URI points at now: its description and where to download it from."""
+    """What a model URI points at now: its description and where to download it from.
+
+    ``tracking_uri`` is the store that resolves ``download_uri``: a tracking server's
+    ``mlflow-artifacts:/`` URIs are downloaded through the server itself.
+    """
 
     description: ModelDescription
     download_uri: str
+    tracking_uri: str | None = None
 
     @property
     def version(self) -> str:
@@ -298,10 +421,10 @@ class ModelPointer:
     def target(self, client: MlflowClient, version: ModelVersion | str) -> Target:
         """Describe a version found by :meth:`version` and say where to download it."""
         if isinstance(version, str):
-            return Target(ModelDescription.unregistered(self.uri), self.uri)
+            return Target(ModelDescription.unregistered(self.uri), self.uri, self.tracking_uri)
         description = describe_version(client, version, self.alias)
         uri = client.get_model_version_download_uri(version.name, version.version)
-        return Target(description, uri)
+        return Target(description, uri, self.tracking_uri)
 
 
 @dataclass(frozen=True)
@@ -346,6 +469,7 @@ class VersionWatcher(Generic[T]):
         self.built: Built[T] | None = None
         self.reason: str | None = "not looked up yet"
         self.error: BaseException | None = None
+        self.problem: str | None = None  # the last look-up failure in one line, fit to print
         self._build = build
         self._on_swap = on_swap or (lambda new, old, initial: None)
         self._on_failure = on_failure or (lambda initial: None)
@@ -379,23 +503,24 @@ class VersionWatcher(Generic[T]):
         One of ``unchanged``, ``missing`` (nothing to follow yet), ``swapped``,
         ``failed`` (the new version was refused; the current value stays), ``waiting``
         (a failed version not due for another try) or ``unreachable`` (the store did
-        not answer). :attr:`error` holds the exception of the last two kinds.
+        not answer). :attr:`error` holds the exception of ``failed`` and ``unreachable``;
+        :attr:`problem` says what went wrong with an ``unreachable`` store, in one line.
         """
         with self._lock:
             initial, self._looked_up = not self._looked_up, True
             self._checked_at = self._clock()
-            self.error = None
+            self.error = self.problem = None
             missing = self.pointer.missing()
             if missing is not None:
                 return self._missing(missing)
             self._follow_replaced_store()
             try:
-                client = self._store()
-                version = self.pointer.version(client)
+                with quiet_retries():  # one line per failed look-up, not urllib3's too
+                    client = self._store()
+                    version = self.pointer.version(client)
                 if version is None:
-                    return self._missing(
-                        f"no model {self.pointer.uri} in {self.pointer.tracking_uri}"
-                    )
+                    where = self.pointer.tracking_uri
+                    return self._missing(f"no model {self.pointer.uri} in {where}")
                 number = version if isinstance(version, str) else str(version.version)
                 if (
                     self.built is not None
@@ -405,14 +530,29 @@ class VersionWatcher(Generic[T]):
                     return "unchanged"
                 if not self._due(number):
                     return "waiting"
-                target = self.pointer.target(client, version)
+                with quiet_retries():
+                    target = self.pointer.target(client, version)
             except Exception as exc:  # store down, locked or gone: keep what we have
                 self._client, self.error = None, exc
-                log.warning("cannot look up %s: %s", self.pointer.uri, first_line(exc))
+                self.problem = self._lookup_problem(exc)
+                log.warning("%s", self.problem)
                 if self.built is None:
-                    self.reason = f"cannot look up {self.pointer.uri}: {first_line(exc)}"
+                    self.reason = self.problem
                 return "unreachable"
             return self._try_build(target, initial)
+
+    def _lookup_problem(self, exc: BaseException) -> str:
+        """Say in one line, without any password, why looking the URI up failed."""
+        tracking_uri = self.pointer.tracking_uri
+        if isinstance(exc, StoreError):  # from connect(): said already
+            detail = str(exc)
+        else:
+            detail = server_problem(tracking_uri, exc) or first_line(exc)
+        return self._shown(f"cannot look up {self.pointer.uri}: {detail}")
+
+    def _shown(self, text: str) -> str:
+        """Return ``text`` fit to print: every password of the pointer's URIs replaced."""
+        return redact(text, self.pointer.tracking_uri, self.pointer.uri)
 
     def _follow_replaced_store(self) -> None:
         """Reopen the store if its file was replaced since the client opened it.
@@ -444,6 +584,7 @@ class VersionWatcher(Generic[T]):
 
     def _missing(self, reason: str) -> str:
         """Note that there is nothing to follow, logging the reason once when it changes."""
+        reason = self._shown(reason)
         if self.built is None and reason != self.reason:
             log.warning("%s; %s", reason, self._meanwhile)
         if self.built is None:
@@ -466,9 +607,10 @@ class VersionWatcher(Generic[T]):
             self._failures[version] = (failures + 1, self._clock() + delay)
             self.error = exc
             kept = f"v{self.built.target.version}" if self.built else "nothing"
-            log.error("version %s refused (%s); keeping %s", version, first_line(exc), kept)
+            why = self._shown(first_line(exc))
+            log.error("version %s refused (%s); keeping %s", version, why, kept)
             if self.built is None:
-                self.reason = f"{self.pointer.uri} v{version} cannot be used: {first_line(exc)}"
+                self.reason = self._shown(f"{self.pointer.uri} v{version} cannot be used: {why}")
             self._on_failure(initial)
             return "failed"
         old, self.built = self.built, Built(value, target)
@@ -482,7 +624,7 @@ class VersionWatcher(Generic[T]):
             target.description.name,
             version,
             target.description.algorithm,
-            self.pointer.uri,
+            self._shown(self.pointer.uri),
             f"v{old.target.version}" if old else "nothing",
         )
         return "swapped"
@@ -501,7 +643,9 @@ class VersionWatcher(Generic[T]):
             try:
                 self.refresh()
             except Exception:  # never let the thread die: the next round may succeed
-                log.exception("refreshing %s failed", self.pointer.uri)
+                # The traceback quotes what failed, URIs and all: passed through redact too.
+                trace = self._shown(traceback.format_exc())
+                log.error("refreshing %s failed\n%s", self._shown(self.pointer.uri), trace)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the background refresh and wait for it."""

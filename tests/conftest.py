@@ -8,8 +8,7 @@ import pytest
 
 from tests.support.stores import TrainedStore, train_into
 
-pytest_plugins = ["tests.support.postgres"]
-
+pytest_plugins = ["tests.support.postgres", "tests.support.mlflow_server"]
 INTEGRATION = Path(__file__).parent / "integration"
 _SUMMARY = pytest.StashKey[list]()
 
@@ -35,7 +34,7 @@ def pytest_terminal_summary(terminalreporter, config) -> None:
             terminalreporter.write_line(line)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def summary_line(request):
     """Return a function that adds one line to the summary printed at the end of the run."""
     return request.config.stash[_SUMMARY].append

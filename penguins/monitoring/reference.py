@@ -20,9 +20,16 @@ import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
-from penguins.config import ServiceSettings
+from penguins.config import ServiceSettings, redact
 from penguins.features import FEATURES
-from penguins.registry import REFERENCE_ARTIFACT, ModelPointer, Target, VersionWatcher
+from penguins.registry import (
+    REFERENCE_ARTIFACT,
+    ModelPointer,
+    StoreError,
+    Target,
+    VersionWatcher,
+    first_line,
+)
 
 # A model version's reference never changes, so a few cached versions are enough to
 # switch back and forth between champions without downloading again.
@@ -69,8 +76,9 @@ def download_reference(tracking_uri: str, run_id: str) -> pd.DataFrame:
                 tracking_uri=tracking_uri,
             )
         except (MlflowException, OSError) as exc:
+            why = redact(first_line(exc), tracking_uri)
             raise ReferenceDataError(
-                f"cannot download {REFERENCE_ARTIFACT} of run {run_id}: {exc}"
+                f"cannot download {REFERENCE_ARTIFACT} of run {run_id}: {why}"
             ) from None
         return read_reference_csv(path)
 
@@ -113,11 +121,22 @@ class ReferenceTracker:
         """Return the reference of the aliased version, looking the alias up when due."""
         with self._lock:
             outcome = self._watcher.refresh_if_due()
-            if outcome in ("failed", "unreachable"):
-                raise self._watcher.error
+            if outcome == "unreachable":  # the watcher's one line, not MLflow's many
+                raise StoreError(self._watcher.problem) from self._watcher.error
+            if outcome == "failed":
+                raise self._shown(self._watcher.error)
             if outcome is not None:
                 self._missing = outcome == "missing"
             return None if self._missing else self._watcher.current
+
+    def _shown(self, exc: BaseException) -> BaseException:
+        """Return the error to raise: ``exc``, or its text without the store's password.
+
+        The collector logs what it catches; MLflow's errors quote the server's URL.
+        """
+        text = str(exc)
+        shown = redact(text, self.pointer.tracking_uri)
+        return exc if shown == text else StoreError(shown)
 
     def _build(self, target: Target) -> Reference:
         """Return the reference of a version, from the cache or downloaded from its run."""

@@ -17,6 +17,7 @@ import orjson
 from flask import Response
 from pydantic import BaseModel
 
+from penguins.config import redact_uri
 from penguins.features import FEATURES, SPECIES
 from penguins.predlog import Feedback
 from penguins.serving.dataplane import PredictionResult
@@ -123,7 +124,7 @@ def model_info(served: ServedModel) -> Response:
             features=list(FEATURES),
             classes=list(SPECIES),
             loaded_at=served.loaded_at,
-            uri=served.uri,
+            uri=redact_uri(served.uri),  # MODEL_URI may be any URI, a password in it too
         )
     )
 

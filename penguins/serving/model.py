@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from penguins.config import DEFAULT_DATA_PATH
+from penguins.config import DEFAULT_DATA_PATH, redact
 from penguins.features import CATEGORICAL_FEATURES, FEATURES, SPECIES, TARGET, load_dataset
-from penguins.registry import ModelDescription, Target
+from penguins.registry import ModelDescription, Target, first_line
 from penguins.serving.fastpath import FastPredictor, Unsupported, verify
 
 log = logging.getLogger(__name__)
@@ -126,17 +128,37 @@ def smoke_test(pipeline: object, rows: Sequence[Sequence[float | int]]) -> tuple
     return tuple(classes.index(s) for s in SPECIES)
 
 
+def download(target: Target, into: str) -> str:
+    """Download a version's model folder from its store into a folder; return the local path.
+
+    Through the target's own store, not MLflow's global one: a tracking server's
+    ``mlflow-artifacts:/`` URIs are resolved against the server that gave them.
+    """
+    import mlflow.artifacts  # heavy; imported where first needed
+
+    # MLflow draws a progress bar on every artifact download; in a server log it is noise.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    return mlflow.artifacts.download_artifacts(
+        artifact_uri=target.download_uri,
+        dst_path=into,
+        tracking_uri=target.tracking_uri,
+        registry_uri=target.tracking_uri,
+    )
+
+
 def load(target: Target, uri: str) -> ServedModel:
     """Load the version a model URI points at and smoke-test it; raise ModelLoadError if not fit.
 
-    ``uri`` is the URI the server follows, shown by /model/info.
+    ``uri`` is the URI the server follows, shown by /model/info. The model is read
+    into memory from a temporary copy, so nothing is left behind in any folder.
     """
     import mlflow.sklearn  # heavy; imported where first needed
 
     try:
-        pipeline = mlflow.sklearn.load_model(target.download_uri)
+        with tempfile.TemporaryDirectory(prefix="penguins-model-") as folder:
+            pipeline = mlflow.sklearn.load_model(download(target, folder))
     except Exception as exc:  # MLflow raises many kinds: missing files, bad format, ...
-        raise ModelLoadError(
-            f"cannot load {target.download_uri}: {type(exc).__name__}: {exc}"
-        ) from exc
+        why = f"cannot load {target.download_uri}: {type(exc).__name__}: {first_line(exc)}"
+        uris = [u for u in (target.tracking_uri, target.download_uri) if u]
+        raise ModelLoadError(redact(why, *uris)) from exc
     return ServedModel.build(pipeline, target.description, uri)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import subprocess
 import tempfile
 import warnings
@@ -23,7 +24,7 @@ from mlflow.models.model import ModelInfo
 from mlflow.types import ColSpec, Schema
 from sklearn.pipeline import Pipeline
 
-from penguins.config import EXPERIMENT_NAME, PROJECT_DIR, sqlite_path
+from penguins.config import EXPERIMENT_NAME, PROJECT_DIR, redact_uri, sqlite_path
 from penguins.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, TARGET
 from penguins.registry import ALGORITHM_TAG, REFERENCE_ARTIFACT
 from penguins.training.candidates import SEED, Candidate, candidates
@@ -198,18 +199,39 @@ def ensure_experiment(tracking_uri: str) -> None:
         client.create_experiment(EXPERIMENT_NAME, artifact_location=artifact_root(tracking_uri))
 
 
+# MLflow prints a link to each run on a tracking server, made from the tracking URI.
+HIDE_RUN_LINKS = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
+
+
+@contextlib.contextmanager
+def _run_links_hidden(hidden: bool) -> Iterator[None]:
+    """Keep MLflow from printing run links in the block when ``hidden``; restore after."""
+    before = os.environ.get(HIDE_RUN_LINKS)
+    if hidden:
+        os.environ[HIDE_RUN_LINKS] = "true"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(HIDE_RUN_LINKS, None)
+        else:
+            os.environ[HIDE_RUN_LINKS] = before
+
+
 @contextlib.contextmanager
 def using_store(tracking_uri: str) -> Iterator[None]:
     """Point MLflow's fluent API at one store for the block, then restore what was set.
 
     Callers such as tests run training in-process; leaving the store set would send
-    their later registry calls to it.
+    their later registry calls to it. MLflow's run links would show a password that
+    the URI carries, so with one they are left out.
     """
     previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     try:
-        yield
+        with _run_links_hidden(redact_uri(tracking_uri) != tracking_uri):
+            yield
     finally:
         mlflow.set_tracking_uri(previous[0])
         mlflow.set_registry_uri(previous[1])
