@@ -556,9 +556,326 @@ def _aligned(header: list[str], lines: list[list[str]]) -> list[str]:
     ]
 
 
+# ---- the team deployment (bench/team.py) ----------------------------------------------
+
+TEAM_HEADING = "## Team deployment"
+# The report's sections after the team's, in order: a team section is put before them.
+PROFILE_HEADING = "## Where our API spends its time (py-spy)"
+MACHINE_HEADING, NOTES_HEADING = "## Machine and settings", "## How it was measured"
+SECTIONS_AFTER_TEAM = (PROFILE_HEADING, MACHINE_HEADING, NOTES_HEADING)
+# 10,000-row batches into a PostgreSQL log, end to end, at least this many rows/s.
+TARGET_TEAM_BATCH_ROWS_S = 150_000
+# Two replicas with half the workers each, behind nginx, keep this share of one replica's
+# one-row req/s behind the same nginx: sharing the log and the store costs nothing visible.
+TARGET_REPLICA_RATIO = 0.9
+LOGS = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
+SETUPS = ("direct", "one", "two", "two-full")
+JUDGED_SETUP, REFERENCE_SETUP = "two", "one"
+
+
+def team(figures: dict) -> dict:
+    """Return the team stage's figures ({} when it was not run)."""
+    return figures.get("team") or {}
+
+
+def team_batches(figures: dict) -> list[int]:
+    """Return the rows per batch of the team stage's log comparison."""
+    return team(figures).get("batches", [])
+
+
+def team_batch_rate(figures: dict, log: str, n: int) -> float | None:
+    """Return the median rows/s of n-row batches on one log of the team stage."""
+    seconds = team(figures).get("logs", {}).get(log, {}).get("batch_s", {}).get(str(n))
+    return per_s(n, median(seconds))
+
+
+def team_batch_goal(figures: dict) -> Goal:
+    """Return the target of the largest batch into the PostgreSQL log."""
+    n = max(team_batches(figures), default=10_000)
+    got = team_batch_rate(figures, "postgresql", n)
+    text = f">= {TARGET_TEAM_BATCH_ROWS_S:,} rows/s, {n:,}-row batches into PostgreSQL"
+    return Goal(text, None if got is None else got >= TARGET_TEAM_BATCH_ROWS_S)
+
+
+def team_log_table(figures: dict) -> tuple[list[str], list[list[str]]]:
+    """Return the header and rows of the log comparison: rows/s, / SQLite, CPU per batch."""
+    batches, logs = team_batches(figures), team(figures).get("logs", {})
+    n = max(batches, default=10_000)
+    header = ["prediction log", *(f"{k:,}-row batch, rows/s" for k in batches)]
+    header += [f"{k:,}-row, / SQLite" for k in batches]
+    header += [f"{n:,}-row batch, CPU ms: API", "PostgreSQL", "log rows before / after"]
+    lines = []
+    for log in (name for name in LOGS if name in logs):
+        rates = [team_batch_rate(figures, log, k) for k in batches]
+        cells = [LOGS[log], *(fmt(rate, 0) for rate in rates)]
+        cells += [
+            times(ratio(rate, team_batch_rate(figures, "sqlite", k)))
+            for k, rate in zip(batches, rates, strict=True)
+        ]
+        found = logs[log]
+        cpu = found.get("cpu_ms_per_batch", {})
+        cells += [fmt(cpu.get("api"), 0), fmt(cpu.get("postgres"), 0)]
+        counted = "rows_before" in found
+        cells.append(
+            f"{_count(found.get('rows_before'))} / {_count(found.get('rows_after'))}"
+            if counted
+            else NA
+        )
+        lines.append(cells)
+    return header, lines
+
+
+def setup_names(figures: dict) -> list[str]:
+    """Return the replica setups measured, in table order."""
+    return [name for name in SETUPS if name in team(figures).get("setups", {})]
+
+
+def setup_label(figures: dict, name: str) -> str:
+    """Return a setup in words: 2 replicas x 1 worker, nginx."""
+    found = team(figures).get("setups", {}).get(name, {})
+    replicas, workers = found.get("replicas", NA), found.get("workers", NA)
+    front = "nginx" if found.get("balanced", True) else "no nginx"
+    plural = "s" * (replicas != 1), "s" * (workers != 1)
+    return f"{replicas} replica{plural[0]} x {workers} worker{plural[1]}, {front}"
+
+
+def setup_median(key: str, c: int, part: str | None = None) -> Callable[[dict, str], float | None]:
+    """Return a reader of one wrk-run figure's median at a concurrency, for each setup."""
+
+    def read(figures: dict, name: str) -> float | None:
+        """Return the median of the figure over a setup's runs, None when not measured."""
+        runs = team(figures).get("setups", {}).get(name, {}).get("load", {}).get(str(c), [])
+        values = [run[key] if part is None else run[key].get(part) for run in runs if key in run]
+        return median([v for v in values if v is not None])
+
+    return read
+
+
+REPLICA_FIGURES = (
+    ("one-row req/s", "rps", None, 0),
+    ("one-row p50, ms", "p50_ms", None, 2),
+    ("one-row p99, ms", "p99_ms", None, 2),
+    ("API CPU per request, ms", "cpu_ms_per_request", "api", 2),
+    ("nginx CPU per request, ms", "cpu_ms_per_request", "nginx", 2),
+    ("PostgreSQL CPU per request, ms", "cpu_ms_per_request", "postgres", 2),
+    ("wrk CPU per request, ms", "cpu_ms_per_request", "wrk", 2),
+    ("other work's CPU per request, ms", "cpu_ms_per_request", "other", 2),
+    ("machine busy, %", "busy_percent", None, 0),
+    ("busiest replica's share of API CPU", "busiest_replica_share", None, 2),
+)
+
+
+def replica_rows(figures: dict) -> list[Row]:
+    """Return the rows of the replica table: each wrk figure at each concurrency."""
+    conns = team(figures).get("connections", [])
+    return [
+        Row(f"{what}, {c} conn.", setup_median(key, c, part), digits)
+        for what, key, part, digits in REPLICA_FIGURES
+        for c in conns
+    ]
+
+
+def replica_goals(figures: dict) -> dict[str, Goal]:
+    """Return the target of two replicas over one, per concurrency, by row name."""
+    out = {}
+    for c in team(figures).get("connections", []):
+        read = setup_median("rps", c)
+        got = ratio(read(figures, JUDGED_SETUP), read(figures, REFERENCE_SETUP))
+        text = f">= {TARGET_REPLICA_RATIO:.2f}x: {JUDGED_SETUP} / {REFERENCE_SETUP}"
+        out[f"one-row req/s, {c} conn."] = Goal(
+            text, None if got is None else got >= TARGET_REPLICA_RATIO
+        )
+    return out
+
+
+def team_measured(figures: dict) -> bool:
+    """Return whether the team stage ran (rather than not at all, or skipped)."""
+    return bool(team(figures)) and "skipped" not in team(figures)
+
+
+def team_goals(figures: dict) -> list[Goal]:
+    """Return every target of the team stage, none when it was not measured."""
+    if not team_measured(figures):
+        return []
+    return [team_batch_goal(figures), *replica_goals(figures).values()]
+
+
+def replica_table(figures: dict, name: Callable = setup_label) -> tuple[list[str], list[list[str]]]:
+    """Return the header and rows of the replica table: figures per setup, / one, targets."""
+    names, targets = setup_names(figures), replica_goals(figures)
+    others = [n for n in names if n != REFERENCE_SETUP] if REFERENCE_SETUP in names else []
+    header = ["", *(f"{n}: {name(figures, n)}" for n in names)]
+    header += [f"{n} / {REFERENCE_SETUP}" for n in others] + ["target", "result"]
+    lines = []
+    for row in replica_rows(figures):
+        values = {n: row.read(figures, n) for n in names}
+        cells = [row.name, *(fmt(values[n], row.digits) for n in names)]
+        cells += [times(ratio(values[n], values[REFERENCE_SETUP])) for n in others]
+        goal = targets.get(row.name)
+        lines.append(cells + ([goal.text, VERDICTS[goal.met]] if goal else ["", ""]))
+    return header, lines
+
+
+def team_verdicts(figures: dict) -> list[str]:
+    """Return one line per target of the team stage: the figure against it, and the verdict."""
+    n = max(team_batches(figures), default=10_000)
+    goal, rate = team_batch_goal(figures), team_batch_rate(figures, "postgresql", n)
+    vs = ratio(rate, team_batch_rate(figures, "sqlite", n))
+    lines = [
+        f"{n:,}-row batches into PostgreSQL: {fmt(rate, 0)} rows/s, {times(vs)} SQLite's; "
+        f"target {goal.text}: {VERDICTS[goal.met]}."
+    ]
+    for row, one in replica_goals(figures).items():
+        read = setup_median("rps", int(row.split(", ")[1].split()[0]))
+        got = ratio(read(figures, JUDGED_SETUP), read(figures, REFERENCE_SETUP))
+        lines.append(
+            f"{setup_label(figures, JUDGED_SETUP)} / {setup_label(figures, REFERENCE_SETUP)}, "
+            f"{row}: {times(got)}; target {one.text}: {VERDICTS[one.met]}."
+        )
+    return lines
+
+
+TEAM_NOTE = (
+    "The team deployment on this one machine: our API (`python ml_serving.py`) on a "
+    "PostgreSQL prediction log, and replicas of it behind nginx sharing that log and one "
+    "tracking store (`bench/team.py`; alone, `python bench/run.py --team-only`). PostgreSQL "
+    "{postgres} is a throwaway cluster (`tests/support/postgres.py`) set back to stock "
+    "durability ({durability}): every commit is on disk before the API answers, as with a "
+    "stock server. Measured {date} at {commit}; load average 1/5/15 min before / after: "
+    "{loads}."
+)
+TEAM_LOG_NOTE = (
+    "Our API with {workers} workers on the PostgreSQL log, beside the same API on an SQLite "
+    "log, both on an empty log at the start; {rounds} rounds of 1,000- and 10,000-row "
+    "`/predict/batch` POSTs (`requests`, body encoded beforehand), the order reversed each "
+    "round, after one uncounted round. Rows/s is the batch's rows over its median time. "
+    "Then, untimed, three more of the largest batches on each: the CPU each cost the API's "
+    "process tree and PostgreSQL's (user + system time), which says where a batch's time "
+    "goes, since the API waits for PostgreSQL's commit before it answers."
+)
+TEAM_REPLICA_NOTE = (
+    "wrk's one-row `POST /predict` ({duration} s per run, {threads} thread(s), {repeats} "
+    "rounds, the order reversed each round, after a warm-up) through nginx {nginx} with the "
+    "repo's `{config}` (`least_conn`, kept-alive upstream connections, access log on) and "
+    "one worker process, as `tests/support/nginx.py` runs it, one nginx per setup, to: "
+    "`one`, one replica with {workers} workers; `two`, two replicas "
+    "with {half} each, the same workers in all, so that `two / one` is what balancing and "
+    "sharing the log and the store cost (the target); `two-full`, two replicas with "
+    "{workers} each, twice the workers on the same cores; `direct`, the `one` replica "
+    "without nginx, for what nginx costs. Every replica logs to the one PostgreSQL "
+    "database and serves the champion of the one SQLite tracking store. CPU per request is "
+    "the user + system time of each part's processes during the run over its requests; "
+    "`other work` is the rest of the machine's busy time (other processes); the busiest "
+    "replica's share of the API's CPU is 0.50 when nginx balances evenly."
+)
+
+
+def _team_note(figures: dict) -> list[str]:
+    """Return the stage's notes: what ran, the durability, when; then the log's and replicas'."""
+    found = team(figures)
+    pg, nginx, setups = found.get("postgres", {}), found.get("nginx", {}), found.get("setups", {})
+    loads = [
+        ", ".join(f"{v:.2f}" for v in found.get(f"load_{k}") or []) or NA
+        for k in ("before", "after")
+    ]
+    workers = found.get("workers", NA)
+    return [
+        TEAM_NOTE.format(
+            postgres=pg.get("version", NA),
+            durability=pg.get("durability", NA),
+            date=found.get("date", NA),
+            commit=found.get("commit", NA),
+            loads=" / ".join(loads),
+        ),
+        TEAM_LOG_NOTE.format(workers=workers, rounds=found.get("batch_rounds", NA)),
+        TEAM_REPLICA_NOTE.format(
+            duration=found.get("duration_s", NA),
+            threads=found.get("wrk_threads", NA),
+            repeats=found.get("repeats", NA),
+            nginx=nginx.get("version", NA),
+            config=nginx.get("config", NA),
+            workers=workers,
+            half=setups.get(JUDGED_SETUP, {}).get("workers", NA),
+        ),
+    ]
+
+
+def team_section(figures: dict) -> list[str]:
+    """Return the lines of the team deployment section, heading included; none if not run."""
+    found = team(figures)
+    if not found:
+        return []
+    if "skipped" in found:
+        return [TEAM_HEADING, "", f"Not measured: {found['skipped']}."]
+    intro, log_note, replica_note = _team_note(figures)
+    verdicts = team_verdicts(figures)
+    return [
+        TEAM_HEADING,
+        "",
+        intro,
+        "",
+        f"![batch rows/s per log, one-row req/s per setup]({TEAM_CHART})",
+        "",
+        "### The prediction log: PostgreSQL beside SQLite",
+        "",
+        log_note,
+        "",
+        *table(*team_log_table(figures)),
+        "",
+        verdicts[0],
+        "",
+        "### Replicas behind nginx",
+        "",
+        replica_note,
+        "",
+        *table(*replica_table(figures)),
+        "",
+        *(f"- {line}" for line in verdicts[1:]),
+    ]
+
+
+def with_team_section(text: str, figures: dict) -> str:
+    """Return a report with its team section replaced by this run's (added if it had none).
+
+    A run of the team stage alone leaves the rest of the report as the last full run wrote
+    it; the section says when it was measured itself.
+    """
+    section = [*team_section(figures), ""]
+    lines = text.splitlines() or ["# Benchmarks", ""]
+    if TEAM_HEADING in lines:
+        start = lines.index(TEAM_HEADING)
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
+        )
+    else:
+        later = [i for i, line in enumerate(lines) if line in SECTIONS_AFTER_TEAM]
+        start = end = later[0] if later else len(lines)
+        if start == len(lines) and lines[-1]:
+            section = ["", *section]
+    return "\n".join([*lines[:start], *section, *lines[end:]]).rstrip("\n") + "\n"
+
+
+def team_summary(figures: dict) -> list[str]:
+    """Return the team stage's tables and verdicts as console lines (none if not run)."""
+    found = team(figures)
+    if not found:
+        return []
+    if "skipped" in found:
+        return [f"team stage skipped: {found['skipped']}"]
+    header, lines = replica_table(figures, lambda _, n: n)
+    return [
+        "team: prediction log",
+        *_aligned(*team_log_table(figures)),
+        "team: replicas behind nginx",
+        *_aligned(header, lines),
+        *team_verdicts(figures),
+    ]
+
+
 def markdown(figures: dict) -> str:
     """Return docs/BENCHMARKS.md for the figures."""
-    verdicts = [goal.met for goal in [*goals(figures).values(), log_size_goal(figures)]]
+    judged = [*goals(figures).values(), log_size_goal(figures), *team_goals(figures)]
+    verdicts = [goal.met for goal in judged]
     met, counted = verdicts.count(True), sum(v is not None for v in verdicts)
     peers = ", ".join(label(figures, n) for n in servers(figures) if n != "ours") or "nothing"
     cores = figures.get("machine", {}).get("cores", NA)
@@ -581,11 +898,10 @@ def markdown(figures: dict) -> str:
         ["## Skipped, not measured", "", *gone] if gone else [],
         ["## Slow clients", "", *slow] if slow else [],
         ["## Batch speed by log size", "", *by_log_size] if by_log_size else [],
-        ["## Where our API spends its time (py-spy)", "", PROFILE_NOTE, *profile]
-        if profile
-        else [],
-        ["## Machine and settings", "", *_machine_lines(figures)],
-        ["## How it was measured", "", *NOTES],
+        team_section(figures),
+        [PROFILE_HEADING, "", PROFILE_NOTE, *profile] if profile else [],
+        [MACHINE_HEADING, "", *_machine_lines(figures)],
+        [NOTES_HEADING, "", *NOTES],
     ]
     return "\n".join(line for section in sections if section for line in [*section, ""])
 
@@ -606,6 +922,8 @@ def summary(figures: dict) -> str:
         out += ["", "batch speed by log size", *by_size, log_size_verdict(figures)]
     for name, reason in skipped(figures).items():
         out += ["", f"skipped {name}: {reason}"]
+    if team(figures):
+        out += ["", *team_summary(figures)]
     return "\n".join(out)
 
 
@@ -663,5 +981,44 @@ def chart(figures: dict, path: Path) -> None:
     )
     peers = dict.fromkeys(label(figures, name).split(" (")[0] for name in names)
     fig.suptitle(f"penguins API: {' vs '.join(peers)}, {figures.get('date', '')}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+
+
+TEAM_CHART = "benchmarks-team.png"  # beside the report's own chart
+
+
+def team_chart(figures: dict, path: Path) -> None:
+    """Draw the team stage: batch rows/s per log, and one-row req/s per setup and concurrency."""
+    from matplotlib.figure import Figure  # no pyplot: no display, no global state
+    from matplotlib.ticker import FuncFormatter
+
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    logs_ax, replicas_ax = fig.subplots(1, 2, width_ratios=(2, 3))
+    batches = team_batches(figures)
+    for i, (log, colour) in enumerate((("sqlite", "#8fb9d6"), ("postgresql", "#2a7ab0"))):
+        values = [team_batch_rate(figures, log, n) or 0 for n in batches]
+        xs = [k + (i - 0.5) * 0.4 for k in range(len(batches))]
+        bars = logs_ax.bar(xs, values, 0.4, label=LOGS[log], color=colour)
+        logs_ax.bar_label(bars, labels=[f"{v:,.0f}" for v in values], fontsize=7)
+    logs_ax.set_xticks(range(len(batches)), [f"{n:,} rows" for n in batches])
+    logs_ax.axhline(TARGET_TEAM_BATCH_ROWS_S, color="grey", linestyle="--", linewidth=1)
+    target = f"target {TARGET_TEAM_BATCH_ROWS_S:,} rows/s"
+    logs_ax.annotate(target, (-0.4, TARGET_TEAM_BATCH_ROWS_S * 1.03), fontsize=7)
+    logs_ax.set_title("/predict/batch into each log, rows/s")
+    logs_ax.legend(fontsize=7)
+    names, conns = setup_names(figures), team(figures).get("connections", [])
+    width = 0.8 / max(1, len(names))
+    for i, name in enumerate(names):
+        values = [setup_median("rps", c)(figures, name) or 0 for c in conns]
+        xs = [k + (i - (len(names) - 1) / 2) * width for k in range(len(conns))]
+        bars = replicas_ax.bar(xs, values, width, label=f"{name}: {setup_label(figures, name)}")
+        replicas_ax.bar_label(bars, labels=[f"{v:,.0f}" for v in values], fontsize=7)
+    replicas_ax.set_xticks(range(len(conns)), [f"{c} conn." for c in conns])
+    replicas_ax.set_title("one-row /predict, req/s")
+    replicas_ax.legend(fontsize=7, loc="lower right")
+    for axis in (logs_ax.yaxis, replicas_ax.yaxis):
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    fig.suptitle(f"penguins API, team deployment: {team(figures).get('date', '')}")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

@@ -1,6 +1,6 @@
 """Benchmark our API against mlflow serve, MLServer and BentoML on the champion: docs/BENCHMARKS.md.
 
-Usage: python bench/run.py [--quick] [--train] [--baseline PATH] [--servers ...] [...]
+Usage: python bench/run.py [--quick] [--train] [--baseline PATH] [--servers ...] [--team-only] [...]
 Needs wrk (apt-get install wrk). Only 127.0.0.1 is targeted; every started process is stopped.
 """
 
@@ -34,11 +34,18 @@ def write(settings: BenchSettings, figures: dict) -> None:
         return
     markdown, chart = outputs
     markdown.parent.mkdir(parents=True, exist_ok=True)
-    markdown.write_text(report.markdown(figures))
-    report.chart(figures, chart)
+    if settings.team_only:  # its section only: the rest stays as the last full run wrote it
+        before = markdown.read_text() if markdown.is_file() else ""
+        markdown.write_text(report.with_team_section(before, figures))
+        log.info("wrote the team deployment section of %s", markdown)
+    else:
+        markdown.write_text(report.markdown(figures))
+        report.chart(figures, chart)
+        log.info("wrote %s and %s", markdown, chart)
+    if report.team_measured(figures):
+        report.team_chart(figures, chart.with_name(report.TEAM_CHART))
     if settings.json:
         settings.json.write_text(json.dumps(figures, indent=2))
-    log.info("wrote %s and %s", markdown, chart)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # SIGTERM, after the finally blocks stopped the servers
         log.error("terminated; every started process was stopped")
         return exc.code if isinstance(exc.code, int) else 1
-    log.info("\n%s", report.summary(figures))
+    shown = report.team_summary(figures) if settings.team_only else [report.summary(figures)]
+    log.info("\n%s", "\n".join(shown))
     write(settings, figures)
     return 0
 

@@ -89,6 +89,16 @@ class BenchSettings(StoreSettings):
         "interleaved; if not 0,300000,1000000 (0,1000000 with --quick); empty: no such stage",
         parse=comma_separated_whole_numbers,
     )
+    team_only: bool = setting(
+        False,
+        "run the team deployment stage alone (PostgreSQL log, replicas behind nginx; needs "
+        "PostgreSQL and nginx) and replace only its section of the report, leaving the "
+        "rest as the last full run wrote it",
+        group="team",
+    )
+    no_team: bool = setting(
+        False, "skip the team deployment stage (it runs last otherwise)", group="team"
+    )
     json: Path | None = setting(None, "also write the raw figures as JSON here", parse=Path)
     no_write: bool = setting(False, "print the figures only; write no files")
 

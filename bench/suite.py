@@ -19,7 +19,7 @@ from pathlib import Path
 
 import requests
 
-from bench import BenchError, load, logsize, peers, profile, servers, slowclients, system
+from bench import BenchError, load, logsize, peers, profile, servers, slowclients, system, team
 from bench.servers import Server, ServerSpec
 from bench.settings import BenchSettings
 from penguins.config import PROJECT_DIR, sqlite_uri
@@ -426,6 +426,22 @@ def measure_all(
                 settings, baseline, scripts["baseline"], say
             )
     measure_log_sizes(settings, model, tmp, figures, say)
+    if not settings.no_team:
+        team.measure(settings, model, tmp, figures, say)
+    figures["load_after"] = system.load_average()
+
+
+def measure_team_only(
+    settings: BenchSettings, model: dict | None, tmp: Path, figures: dict, say: Say
+) -> None:
+    """Run the team stage alone, on the store's champion or one trained for the run."""
+    if model is None:
+        say("training a champion into a temporary store (--train)")
+        model = champion(settings, time_training(tmp)[1])
+        if model is None:
+            raise BenchError(f"modelling.py left no {settings.model_uri} in its store")
+    figures["model"] = model
+    team.measure(settings, model, tmp, figures, say, required=True)
     figures["load_after"] = system.load_average()
 
 
@@ -452,8 +468,11 @@ def run(settings: BenchSettings, say: Say = print) -> dict:
         )
     with tempfile.TemporaryDirectory(prefix="penguins-bench-") as tmp:
         try:
-            with ExitStack() as stack:
-                measure_all(settings, model, Path(tmp), stack, figures, say)
+            if settings.team_only:
+                measure_team_only(settings, model, Path(tmp), figures, say)
+            else:
+                with ExitStack() as stack:
+                    measure_all(settings, model, Path(tmp), stack, figures, say)
         except BenchError as exc:
             kept = Path(tempfile.mkdtemp(prefix="penguins-bench-logs-"))
             for log_file in Path(tmp).glob("*.log"):

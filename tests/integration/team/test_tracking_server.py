@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,11 +235,10 @@ def test_training_keeps_runs_and_artifacts_on_the_server_and_nothing_local(
     experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
     assert experiment.artifact_location.startswith("mlflow-artifacts:/")
     runs = client.search_runs([experiment.experiment_id])
-    assert sorted(r.data.params["algorithm"] for r in runs) == [
-        "logistic_regression",
-        "random_forest",
-        "svm",
-    ]
+    # One run per candidate and training (the team tests train again to move the champion).
+    per_algorithm = Counter(r.data.params["algorithm"] for r in runs)
+    assert set(per_algorithm) == {"logistic_regression", "random_forest", "svm"}
+    assert len(set(per_algorithm.values())) == 1, per_algorithm
     for run in runs:
         assert run.info.artifact_uri.startswith("mlflow-artifacts:/")
         files = {a.path for a in client.list_artifacts(run.info.run_id, "reference")}
