@@ -29,6 +29,7 @@ import pytest
 
 from penguins.config import DEFAULT_DATA_PATH, StoreSettings
 from tests.support.processes import ManagedProcess, free_port
+from tests.support.stores import LogLines
 
 MLFLOW = Path(sys.executable).with_name("mlflow")
 # One uvicorn worker answers a test session's requests; more would only cost memory
@@ -206,24 +207,11 @@ class ServedStore:
         return f"models:/{self.model_name}@{self.alias}"
 
 
-class _Lines(logging.Handler):
-    """Keep the messages logged while it is attached."""
-
-    def __init__(self) -> None:
-        """Start with no lines, from INFO up."""
-        super().__init__(logging.INFO)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        """Keep one message."""
-        self.lines.append(record.getMessage())
-
-
 @contextlib.contextmanager
 def _everything_said() -> Iterator[list[str]]:
     """Collect what the block logs (INFO and up) and prints; the list fills on leaving."""
     said: list[str] = []
-    root, handler = logging.getLogger(), _Lines()
+    root, handler = logging.getLogger(), LogLines()
     level, printed = root.level, io.StringIO()
     root.addHandler(handler)
     root.setLevel(logging.INFO)

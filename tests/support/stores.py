@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,3 +42,16 @@ def store_client(tracking_uri: str):
     from mlflow import MlflowClient  # heavy: only tests that use a store pay for it
 
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+class LogLines(logging.Handler):
+    """Keep the messages logged while it is attached (what a training run says)."""
+
+    def __init__(self) -> None:
+        """Start with no lines, listening from INFO up."""
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Keep one message."""
+        self.lines.append(record.getMessage())

@@ -356,6 +356,16 @@ def test_every_panel_query_returns_data_with_two_instances(team, summary_line):
     assert split == []
 
 
+def every_replica_serves(team: Team, version: str) -> None:
+    """Wait until every replica's /model/info names ``version``; fail naming the one that lags."""
+    for replica in team.replicas:
+        until(
+            f"{replica.host.name} serving version {version}",
+            lambda r=replica: requests.get(f"{r.url}/model/info", timeout=10).json()
+            .get("version") == version,
+        )  # fmt: skip
+
+
 def test_a_champion_move_reaches_every_replica(team, tmp_path):
     client = store_client(team.store.tracking_uri)
     current = client.get_model_version_by_alias(team.store.model_name, team.store.alias)
@@ -364,22 +374,12 @@ def test_a_champion_move_reaches_every_replica(team, tmp_path):
     moved = client.get_model_version_by_alias(team.store.model_name, team.store.alias)
     assert moved.version != current.version
     try:
-        for replica in team.replicas:
-            until(
-                f"{replica.host.name} serving version {moved.version}",
-                lambda r=replica: requests.get(f"{r.url}/model/info", timeout=10).json()
-                .get("version") == moved.version,
-            )  # fmt: skip
+        every_replica_serves(team, moved.version)
         assert team.predict().json()["model_version"] == moved.version
     finally:
         # Other tests of the session read the store's champion as it was.
         client.set_registered_model_alias(team.store.model_name, team.store.alias, current.version)
-    for replica in team.replicas:
-        until(
-            f"{replica.host.name} back on version {current.version}",
-            lambda r=replica: requests.get(f"{r.url}/model/info", timeout=10).json()
-            .get("version") == current.version,
-        )  # fmt: skip
+    every_replica_serves(team, current.version)
 
 
 def test_the_database_stopped_gives_503_then_200_by_itself_never_500(team):
@@ -416,7 +416,8 @@ def test_the_tracking_server_stopped_leaves_serving_untouched(team):
     with team.store.server.stopped():
         time.sleep(3)  # several refreshes of every worker find the server gone
         for _ in range(20):
-            assert team.predict().status_code == 200
+            resp = team.predict()
+            assert resp.status_code == 200, resp.text
         for replica in team.replicas:
             health = requests.get(f"{replica.url}/health", timeout=10)
             assert health.status_code == 200, health.text

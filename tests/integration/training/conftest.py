@@ -11,7 +11,7 @@ import mlflow
 import pytest
 
 from penguins.config import EXPERIMENT_NAME
-from tests.support.stores import TrainedStore, store_client, train_into
+from tests.support.stores import LogLines, TrainedStore, store_client, train_into
 
 
 @pytest.fixture(scope="module")
@@ -40,23 +40,10 @@ class Retrained:
     global_store_after: tuple[str, str]
 
 
-class _Lines(logging.Handler):
-    """Keep the messages logged while it is attached."""
-
-    def __init__(self) -> None:
-        """Start with no lines, listening from INFO up."""
-        super().__init__(logging.INFO)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        """Keep one message."""
-        self.lines.append(record.getMessage())
-
-
 @contextlib.contextmanager
-def _logged() -> Iterator[_Lines]:
+def _logged() -> Iterator[LogLines]:
     """Collect what is logged at INFO and above in the block (caplog lasts one test only)."""
-    root, handler = logging.getLogger(), _Lines()
+    root, handler = logging.getLogger(), LogLines()
     level = root.level
     root.addHandler(handler)
     root.setLevel(logging.INFO)
